@@ -1,0 +1,29 @@
+"""``python -m hrm_agent.bench SUBCOMMAND``: print speed figures for this machine."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "env": ("hrm_agent.bench.env", "random-action stepping speed of our envs vs minigrid's FourRooms"),
+    "model": ("hrm_agent.bench.model", "HRM Q-network update time, FLOPs and FLOP utilisation"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hrm_agent.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return modules[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""``python -m hrm_agent.bench model``: speed and FLOP utilisation of the HRM Q-network.
+
+For the default ``HRMConfig`` (vocabulary of the grid tokens, 4 actions) it
+times the model work of one DQN update on a batch: the online forward pass
+from a carry with the 1-step backward (loss on the Q of the taken actions)
+plus the target network's forward pass under ``no_grad``. The optimiser step
+is not included. FLOPs are counted by ``torch.utils.flop_counter``; dividing by
+the median time gives the achieved FLOP/s, and dividing that by the machine's
+matmul peak, measured in the same run, the model FLOP utilisation (MFU).
+Also prints the parameter count and the per-sample latency of acting
+(``no_grad`` forward) at batch 1 and 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from envs.tokens import NUM_TOKENS
+from hrm_agent.config import HRMConfig
+from hrm_agent.model import HRMQNetwork
+
+NUM_ACTIONS = 4
+MFU_TARGET = 0.5  # of the float32 matmul peak, for the float32 model
+
+aten = torch.ops.aten
+# The flop counter knows the GPU attention kernels but not the CPU one SDPA
+# dispatches to here; without these it would count attention as free.
+CPU_ATTENTION_FLOPS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: (
+        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v)
+    ),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+        lambda grad_out, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad_out, q, k, v)
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=32, help="replay batch of the DQN update (default 32)")
+    parser.add_argument(
+        "--seq-len", type=int, default=81,
+        help="observation tokens (default 81: the 9x9 interior of the default 11x11 maze)",
+    )
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "both"), default="both",
+                        help="forward dtype of the model (default both)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repeats, the median is reported (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--peak-size", type=int, default=2048,
+                        help="side of the square matmul timed for the peak (default 2048)")
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
+    """Achieved FLOP/s of an ``n x n`` by ``n x n`` matmul: the machine's practical peak."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    seconds = median_seconds(lambda: a @ b, repeats=max(repeats, 3), warmup=2)
+    return 2 * n**3 / seconds
+
+
+def make_update(online: HRMQNetwork, target: HRMQNetwork, batch_size: int) -> Callable[[], None]:
+    """The model work of one DQN update on a random batch, as a closure."""
+    cfg = online.config
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, cfg.vocab_size, (batch_size, cfg.seq_len), dtype=torch.uint8, generator=generator)
+    next_obs = torch.randint(0, cfg.vocab_size, (batch_size, cfg.seq_len), dtype=torch.uint8, generator=generator)
+    actions = torch.randint(0, cfg.num_actions, (batch_size, 1), generator=generator)
+    with torch.no_grad():  # a realistic, non-initial stored latent
+        carry, _ = online(online.initial_carry(batch_size), obs)
+        next_carry, _ = online(carry, next_obs)
+
+    def update() -> None:
+        online.zero_grad(set_to_none=True)
+        _, q = online(carry, obs)
+        with torch.no_grad():
+            _, next_q = target(next_carry, next_obs)
+        y = next_q.max(dim=1).values
+        loss = (q.gather(1, actions).squeeze(1) - y).square().mean()
+        loss.backward()
+
+    return update
+
+
+def count_flops(fn: Callable[[], None]) -> int:
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
+    """Seconds per sample of a ``no_grad`` forward pass at ``batch_size``."""
+    cfg = model.config
+    tokens = torch.randint(0, cfg.vocab_size, (batch_size, cfg.seq_len), dtype=torch.uint8)
+    carry = model.initial_carry(batch_size)
+
+    @torch.no_grad()
+    def act() -> None:
+        model(carry, tokens)
+
+    return median_seconds(act, repeats, warmup=2) / batch_size
+
+
+def run(args: argparse.Namespace) -> int:
+    if min(args.batch_size, args.seq_len, args.repeats, args.peak_size) < 1 or args.warmup < 0:
+        raise SystemExit("--batch-size, --seq-len, --repeats and --peak-size must be >= 1, --warmup >= 0")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
+    torch.manual_seed(0)
+
+    peak = {name: matmul_peak(getattr(torch, name), args.peak_size, args.repeats) for name in ("float32", "bfloat16")}
+    base = HRMConfig(seq_len=args.seq_len, vocab_size=NUM_TOKENS, num_actions=NUM_ACTIONS)
+    print(
+        f"HRM Q-network, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
+        f"hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
+        f"cycles H{base.H_cycles}xL{base.L_cycles}"
+    )
+    print(f"parameters: {sum(p.numel() for p in HRMQNetwork(base).parameters()):,}")
+    print(
+        f"matmul peak ({args.peak_size}^2): float32 {peak['float32'] / 1e9:.1f} GFLOP/s, "
+        f"bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s"
+    )
+
+    for name in dtypes:
+        online = HRMQNetwork(base.model_copy(update={"forward_dtype": name}))
+        target = copy.deepcopy(online)
+        update = make_update(online, target, args.batch_size)
+        flops = count_flops(update)
+        seconds = median_seconds(update, args.repeats, args.warmup)
+        achieved = flops / seconds
+        mfu = {p: achieved / peak[p] for p in peak}
+        verdict = ""
+        if name == "float32":
+            verdict = f" (target >= {MFU_TARGET:.0%}: {'met' if mfu['float32'] >= MFU_TARGET else 'NOT met'})"
+        print(
+            f"[{name}] DQN update (online fwd + 1-step bwd + target fwd): {seconds * 1e3:.1f} ms "
+            f"(median of {args.repeats}), {flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s"
+        )
+        print(
+            f"[{name}] MFU: {mfu[name]:.1%} of {name} peak"
+            + (f", {mfu['float32']:.1%} of float32 peak" if name != "float32" else "")
+            + verdict
+        )
+        latency = {b: acting_latency(online, b, args.repeats) for b in (1, 8)}
+        print(
+            f"[{name}] acting latency (no_grad forward): "
+            + ", ".join(f"batch {b}: {s * 1e3:.2f} ms/sample" for b, s in latency.items())
+        )
+    return 0

@@ -1,0 +1,69 @@
+"""Configuration of the HRM Q-network.
+
+Field names follow the reference implementation's
+``HierarchicalReasoningModel_ACTV1Config`` where they apply. The halting
+fields are absent because Adaptive Computation Time is off: every forward pass
+runs the full ``H_cycles x L_cycles`` recursion. ``batch_size`` is absent too:
+the network works for any batch size.
+
+The defaults are far smaller than the reference's (hidden 512, 4 + 4 layers,
+27 M parameters) so that the agent learns on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class HRMConfig(BaseModel):
+    """Architecture of :class:`hrm_agent.model.HRMQNetwork`.
+
+    ``seq_len`` counts the observation tokens only; the network prepends one
+    learned query token, so it runs on ``total_seq_len = seq_len + 1``
+    positions and reads the Q-values at position 0.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq_len: int = Field(gt=0, description="observation tokens per sample (without the query token)")
+    vocab_size: int = Field(gt=0, description="number of distinct observation token ids")
+    num_actions: int = Field(gt=0, description="Q-values per sample, one per discrete action")
+
+    H_cycles: int = Field(2, gt=0, description="N: high-level updates per forward pass")
+    L_cycles: int = Field(2, gt=0, description="T: low-level updates per high-level update")
+    H_layers: int = Field(2, gt=0, description="transformer blocks in the H module")
+    L_layers: int = Field(2, gt=0, description="transformer blocks in the L module")
+
+    hidden_size: int = Field(64, gt=0)
+    expansion: float = Field(4.0, gt=0, description="SwiGLU width relative to hidden_size (before the 2/3 factor)")
+    num_heads: int = Field(4, gt=0)
+    pos_encodings: Literal["rope", "learned"] = "rope"
+
+    rms_norm_eps: float = Field(1e-5, gt=0)
+    rope_theta: float = Field(10000.0, gt=0)
+
+    forward_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> "HRMConfig":
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.pos_encodings == "rope" and self.head_dim % 2 != 0:
+            raise ValueError(
+                f"hidden_size / num_heads = {self.head_dim} must be even for pos_encodings='rope' "
+                "(RoPE rotates pairs of channels)"
+            )
+        return self
+
+    @property
+    def total_seq_len(self) -> int:
+        """Positions the network runs on: the query token plus ``seq_len`` observation tokens."""
+        return self.seq_len + 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads

@@ -1,0 +1,85 @@
+"""The DQN update: TD target, loss, optimiser step, target-network sync, epsilon schedule.
+
+Everything about the learning rule is in this file. The loss is the paper's
+
+    L = MSE(Q_θ(s_t, a_t), y),   y = r_t + γ (1 − d_t) max_a' Q_θ⁻(s_{t+1}, a')
+
+with ``d_t`` the *terminated* flag: a time-limit truncation still bootstraps.
+With carry z the online network starts from the stored ``z_t`` on ``s_t`` and
+the target network from ``z_{t+1}`` on ``s_{t+1}`` (see ``replay.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hrm_agent.model import HRMCarry, HRMQNetwork
+from hrm_agent.replay import ReplaySample
+
+
+def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
+    """Value at time ``t`` of a line from ``start`` (t=0) to ``end`` (t>=duration)."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(t / duration, 1.0)
+
+
+def td_target(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``y = r + γ (1 − terminated) V(s')``; all ``(B,)`` float tensors."""
+    return rewards + gamma * (1.0 - terminated) * next_values
+
+
+def _start_carry(model: HRMQNetwork, z: torch.Tensor | None, reset: torch.Tensor | None, batch: int) -> HRMCarry:
+    """The latent a forward pass starts from: stored ``z`` (rows in ``reset`` re-initialised) or the initial one."""
+    if z is None:
+        return model.initial_carry(batch, device=model.H_init.device)
+    carry = HRMCarry(z_H=z[0].to(model.H_init.dtype), z_L=z[1].to(model.H_init.dtype))
+    return carry if reset is None else model.reset_carry(reset, carry)
+
+
+def dqn_update(
+    online: HRMQNetwork,
+    target: HRMQNetwork,
+    optimizer: torch.optim.Optimizer,
+    batch: ReplaySample,
+    *,
+    gamma: float,
+    loss: str = "mse",
+    double_q: bool = False,
+    max_grad_norm: float = 10.0,
+) -> dict[str, float]:
+    """One gradient step on a replay batch; returns scalars for logging."""
+    n = batch.obs.shape[0]
+    carry = _start_carry(online, batch.z_init, batch.episode_start, n)
+    next_carry = _start_carry(target, batch.z_next, None, n)
+
+    _, q = online(carry, batch.obs)
+    q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
+    with torch.no_grad():
+        _, next_q = target(next_carry, batch.next_obs)
+        if double_q:  # online net picks a', target net evaluates it
+            _, next_q_online = online(next_carry, batch.next_obs)
+            next_values = next_q.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
+        else:
+            next_values = next_q.max(1).values
+        y = td_target(batch.rewards, batch.terminated, next_values, gamma)
+
+    td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
+    optimizer.zero_grad(set_to_none=True)
+    td_loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
+    optimizer.step()
+    return {"loss": td_loss.item(), "q_mean": q_taken.mean().item(), "grad_norm": float(grad_norm)}
+
+
+@torch.no_grad()
+def update_target(online: torch.nn.Module, target: torch.nn.Module, tau: float) -> None:
+    """``θ⁻ ← τ θ + (1 − τ) θ⁻`` (``tau=1``: hard copy)."""
+    for p_target, p in zip(target.parameters(), online.parameters()):
+        if tau == 1.0:
+            p_target.copy_(p)
+        else:
+            p_target.lerp_(p, tau)

@@ -1,0 +1,168 @@
+"""Agent hyperparameters: one pydantic model, tuned defaults per environment.
+
+The defaults for each environment live in ``hyperparams.yaml`` beside this
+file (as rl-baselines3-zoo keeps them); a user's ``--config FILE.yaml`` and
+``--set key=value`` overrides are applied on top, in that order.
+
+Units: every ``*_interval``/``*_freq``/``*_starts``/``buffer_size`` counts
+*environment steps* (transitions, summed over the ``n_envs`` environments),
+except ``train_freq``, which counts vector steps as in stable-baselines3: a
+gradient update is made every ``train_freq`` calls to ``envs.step``, i.e. every
+``train_freq * n_envs`` transitions.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class AgentConfig(BaseModel):
+    """Everything that defines an HRM-Agent training run besides env id and seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    carry_z: bool = True
+    """Carry the latent ``z`` across environment steps (True) or start every step fresh (False)."""
+
+    model: dict[str, Any] = Field(default_factory=dict)
+    """``HRMConfig`` fields (hidden_size, H_cycles, ...); seq_len, vocab_size and num_actions come from the env."""
+
+    crop_border: bool = True
+    """Drop the outer ring of the token grid (our grids' constant border walls) before tokenising."""
+
+    total_steps: int = Field(100_000, ge=1)
+    """Default training budget in env steps (``--total-steps`` overrides)."""
+
+    # Vectorised acting
+    n_envs: int = Field(4, ge=1)
+
+    # Optimisation
+    learning_rate: float = Field(5e-4, gt=0)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(10.0, gt=0)
+    loss: Literal["mse", "huber"] = "mse"
+    double_q: bool = False
+
+    # DQN
+    buffer_size: int = Field(50_000, ge=1)
+    learning_starts: int = Field(1_000, ge=0)
+    batch_size: int = Field(64, ge=1)
+    gamma: float = Field(0.95, gt=0, le=1)
+    train_freq: int = Field(4, ge=1)
+    gradient_steps: int = Field(1, ge=1)
+    target_update_interval: int = Field(1_000, ge=1)
+    tau: float = Field(1.0, gt=0, le=1)
+
+    # epsilon-greedy, linear from initial to final over exploration_fraction of the run
+    exploration_fraction: float = Field(0.3, gt=0, le=1)
+    exploration_initial_eps: float = Field(1.0, ge=0, le=1)
+    exploration_final_eps: float = Field(0.05, ge=0, le=1)
+
+    # Evaluation, checkpoints
+    eval_freq: int = Field(10_000, ge=0)
+    """Greedy evaluation every this many env steps (0: never)."""
+    eval_episodes: int = Field(50, ge=1)
+    checkpoint_freq: int = Field(10_000, ge=0)
+    """Checkpoint every this many env steps (0: only on exit)."""
+    checkpoint_replay: bool = False
+    """Also checkpoint the replay buffer (large with carry z); then a resumed run is exact."""
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "AgentConfig":
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+        if self.buffer_size < 2 * self.n_envs:
+            raise ValueError(f"buffer_size ({self.buffer_size}) must be at least 2 * n_envs ({2 * self.n_envs})")
+        if self.exploration_final_eps > self.exploration_initial_eps:
+            raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
+        return self
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem (bad file, bad key, bad value)."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
+    return data
+
+
+def default_hyperparams(env_id: str) -> dict[str, Any]:
+    """Tuned defaults for ``env_id`` from the package's ``hyperparams.yaml`` (``default`` entry otherwise)."""
+    table = yaml.safe_load(resources.files("hrm_agent").joinpath("hyperparams.yaml").read_text())
+    params = dict(table.get("default", {}))
+    specific = table.get(env_id.split(":")[-1], {})
+    params.update({k: v for k, v in specific.items() if k != "model"})
+    params["model"] = {**params.get("model", {}), **specific.get("model", {})}
+    return params
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.hidden_size=128"`` -> ``(["model", "hidden_size"], 128)`` (value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. learning_rate=3e-4)")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def resolve_config(
+    env_id: str,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    carry_z: bool | None = None,
+    base: dict[str, Any] | None = None,
+) -> AgentConfig:
+    """Defaults for ``env_id`` (or ``base``) <- config file <- ``key=value`` overrides <- ``carry_z`` flag.
+
+    Raises ``ConfigError`` with a one-line message on any problem.
+    """
+    params = default_hyperparams(env_id) if base is None else {**base, "model": dict(base.get("model", {}))}
+    layers = [_read_yaml(Path(config_file))] if config_file is not None else []
+    for text in overrides or []:
+        path, value = parse_override(text)
+        layer: dict[str, Any] = {}
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        layers.append(layer)
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "model" and isinstance(value, dict):
+                params["model"] = {**params.get("model", {}), **value}
+            else:
+                params[key] = value
+    if carry_z is not None:
+        params["carry_z"] = carry_z
+    try:
+        return AgentConfig(**params)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming each offending field: ``learning_rate: Input should be greater than 0``."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        parts.append(f"{loc}: {e['msg']}")
+    return "invalid hyperparameters: " + "; ".join(parts)

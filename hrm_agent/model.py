@@ -1,0 +1,209 @@
+"""The HRM Q-network: the Hierarchical Reasoning Model with a DQN head.
+
+Notation of the HRM paper: ``N = H_cycles`` high-level cycles of ``T = L_cycles``
+low-level updates each, ``N*T`` iterations per forward pass; ``x~`` is the
+embedded input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
+``i = 1 .. N*T``::
+
+    z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
+    z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
+    Q     = W_Q z_H^{NT}[query position] + b_Q
+
+Only iteration ``N*T`` is differentiable (the 1-step gradient): memory does
+not grow with the number of cycles. The state ``(z_H, z_L)`` is the carry: the
+caller decides whether the next forward pass starts from it ("carry z") or
+from the fixed initial state (``reset_carry``, "reset z").
+
+Shapes: ``B`` batch, ``S = seq_len + 1`` positions (query token first), ``D``
+hidden size, ``A`` actions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from hrm_agent.config import HRMConfig
+from hrm_agent.layers import Block, CastedEmbedding, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
+
+# Prefix ``torch.compile`` puts before every key of the wrapped module's state_dict.
+COMPILED_PREFIX = "_orig_mod."
+
+
+class HRMCarry(NamedTuple):
+    """Recurrent state between forward passes. Each: (B, S, D) in the forward dtype."""
+
+    z_H: Tensor
+    z_L: Tensor
+
+
+class HRMTrace(NamedTuple):
+    """States after each iteration of one forward pass. Each: (N*T, B, S, D).
+
+    Entry ``i - 1`` holds ``z^i``: ``z_L`` after its ``i``-th update and ``z_H``
+    as it stands then (it changes only at the end of each H cycle, i.e. after
+    entries ``T-1, 2T-1, ...``). The last entry equals the returned carry.
+    """
+
+    z_H: Tensor
+    z_L: Tensor
+
+
+class HRMQNetwork(nn.Module):
+    """HRM core reading a token sequence and returning one Q-value per action.
+
+    Example::
+
+        net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
+        carry = net.initial_carry(batch_size=8)
+        carry, q = net(carry, tokens)          # tokens: (8, 81) integer ids
+        carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
+    """
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.forward_dtype = getattr(torch, config.forward_dtype)
+        D, S = config.hidden_size, config.total_seq_len
+
+        # Input network: token embedding (std 1/sqrt(D), scaled by sqrt(D) at use,
+        # so unit-scale inputs with small effective learning rate on the table).
+        self.embed_scale = math.sqrt(D)
+        embed_std = 1.0 / self.embed_scale
+        self.embed_tokens = CastedEmbedding(config.vocab_size, D, init_std=embed_std, cast_to=self.forward_dtype)
+        # The query token takes the place of the reference's puzzle embedding at
+        # position 0, where the Q head reads. Drawn like a token embedding (not
+        # zero) so that it is told apart from the observation tokens from the start.
+        self.query_token = nn.Parameter(trunc_normal_init_(torch.empty(D), std=embed_std))
+        if config.pos_encodings == "rope":
+            self.rotary_emb = RotaryEmbedding(config.head_dim, S, base=config.rope_theta)
+        else:
+            self.embed_pos = CastedEmbedding(S, D, init_std=embed_std, cast_to=self.forward_dtype)
+
+        # The two recurrent modules f_L and f_H.
+        self.L_level = ReasoningModule([Block(config) for _ in range(config.L_layers)])
+        self.H_level = ReasoningModule([Block(config) for _ in range(config.H_layers)])
+
+        # Fixed initial state, broadcast to every position: saved with the model,
+        # never learned (buffers get no gradient). Kept in the forward dtype, the
+        # dtype of the carry; drawn in float32 so the draw does not depend on it.
+        for name in ("H_init", "L_init"):
+            init = trunc_normal_init_(torch.empty(D), std=1.0).to(self.forward_dtype)
+            self.register_buffer(name, init, persistent=True)
+
+        # Q head. The reference's halting head started at weight 0, bias -5 (sigmoid
+        # ~ 0). Action values here are discounted returns of a 0/1 goal reward, so
+        # in [0, 1], and near 0 for most states early in training: start Q at about
+        # 0 with small random weights (output std ~0.01, z_H is RMS-normalised) and
+        # zero bias. Small, so the first TD errors stay of the size of the rewards
+        # rather than of an arbitrary initial value function; non-zero, so the
+        # trunk gets gradient from the first update and greedy ties are broken
+        # differently in different states.
+        self.q_head = CastedLinear(D, config.num_actions, bias=True)
+        with torch.no_grad():
+            trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
+
+        # Checkpoints of a torch.compile'd model carry "_orig_mod." key prefixes.
+        self.register_load_state_dict_pre_hook(_strip_compiled_prefix)
+
+    # ------------------------------------------------------------------ carry
+
+    def initial_carry(self, batch_size: int, device: torch.device | str | None = None) -> HRMCarry:
+        """The fixed initial state ``(H_init, L_init)`` at every position.
+
+        Returns z_H, z_L: (batch_size, S, D) in the forward dtype, on ``device``
+        (default: the module's device). Fresh tensors, safe to modify.
+        """
+        shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
+        device = self.H_init.device if device is None else device
+
+        def fill(init: Tensor) -> Tensor:
+            return init.to(device=device, dtype=self.forward_dtype).expand(shape).clone()
+
+        return HRMCarry(z_H=fill(self.H_init), z_L=fill(self.L_init))
+
+    def reset_carry(self, mask: Tensor, carry: HRMCarry) -> HRMCarry:
+        """Set the rows where ``mask`` is true back to the initial state.
+
+        mask: (B,) bool (a numpy array or list is accepted); carry: (B, S, D) each.
+        Returns a new carry of the input carry's dtype; the input is not modified.
+        """
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=carry.z_H.device).view(-1, 1, 1)
+        return HRMCarry(
+            z_H=torch.where(mask, self.H_init.to(carry.z_H), carry.z_H),
+            z_L=torch.where(mask, self.L_init.to(carry.z_L), carry.z_L),
+        )
+
+    # ---------------------------------------------------------------- forward
+
+    def input_embeddings(self, tokens: Tensor) -> Tensor:
+        """x~: tokens (B, seq_len) integer -> (B, S, D) in the forward dtype, query token first."""
+        B = tokens.shape[0]
+        emb = self.embed_tokens(tokens.long())
+        query = self.query_token.to(self.forward_dtype).expand(B, 1, -1)
+        x = torch.cat((query, emb), dim=1)
+        if self.config.pos_encodings == "learned":
+            # The sum of two unit-variance embeddings, scaled back to unit variance.
+            x = (x + self.embed_pos.weight.to(self.forward_dtype)) / math.sqrt(2.0)
+        return self.embed_scale * x
+
+    def forward(
+        self, carry: HRMCarry, tokens: Tensor, *, trace: bool = False
+    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace]:
+        """One forward pass of ``H_cycles x L_cycles`` iterations from ``carry``.
+
+        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
+        tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
+        flattened row-major.
+
+        Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
+        forward dtype and q_values (B, A) float32 with grad; with ``trace=True``,
+        ``(new_carry, q_values, HRMTrace)``.
+        """
+        cfg = self.config
+        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
+        if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
+            raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
+        device = self.H_init.device
+        x = self.input_embeddings(tokens.to(device))
+        cos_sin = self.rotary_emb() if cfg.pos_encodings == "rope" else None
+        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
+        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
+
+        N, T = cfg.H_cycles, cfg.L_cycles
+        trace_H: list[Tensor] = []
+        trace_L: list[Tensor] = []
+        with torch.no_grad():
+            for i in range(1, N * T):  # every iteration but the last
+                z_L = self.L_level(z_L, z_H + x, cos_sin)
+                if i % T == 0:
+                    z_H = self.H_level(z_H, z_L, cos_sin)
+                if trace:
+                    trace_H.append(z_H)
+                    trace_L.append(z_L)
+
+        # 1-step grad: only the final L- and H-update are differentiable
+        z_L = self.L_level(z_L, z_H + x, cos_sin)
+        z_H = self.H_level(z_H, z_L, cos_sin)
+
+        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        # Q in float32 even for a bf16 trunk: bf16 resolves only ~0.004 near 1,
+        # the size of the TD errors the values must track.
+        q_values = self.q_head(z_H[:, 0].float())
+        if not trace:
+            return new_carry, q_values
+        trace_H.append(new_carry.z_H)
+        trace_L.append(new_carry.z_L)
+        return new_carry, q_values, HRMTrace(z_H=torch.stack(trace_H), z_L=torch.stack(trace_L))
+
+
+def _strip_compiled_prefix(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """load_state_dict pre-hook: accept keys saved from a ``torch.compile`` wrapper."""
+    compiled = prefix + COMPILED_PREFIX
+    for key in [k for k in state_dict if k.startswith(compiled)]:
+        state_dict[prefix + key[len(compiled) :]] = state_dict.pop(key)

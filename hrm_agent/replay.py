@@ -1,0 +1,158 @@
+"""Uniform experience replay that also stores the carried latent (R2D2's "stored state").
+
+Layout is ``(capacity, n_envs)`` as in stable-baselines3: row ``t`` holds the
+transition every environment made at vector step ``t``, so the next step of
+the same environment is row ``t + 1`` of the same column.
+
+Latents are stored once per transition: ``z_out[t]`` is the latent the forward
+pass on ``s_t`` produced. It is the ``z_{t+1}`` from which the target network
+reads ``s_{t+1}`` (also on the last step of an episode, so truncated
+transitions bootstrap correctly), and -- unless ``s_{t+1}`` starts a new
+episode -- the ``z`` that initialised the forward pass on ``s_{t+1}``. So the
+online network's starting latent for row ``t`` is ``z_out[t - 1]``, or the
+fixed initial state when ``episode_start[t]``; no latent is stored twice.
+Because row ``t`` needs row ``t - 1``, the oldest row of a full buffer (whose
+predecessor has been overwritten) is never sampled.
+
+Latents are kept in half precision (``float16``, or ``bfloat16`` when the model
+runs in bfloat16 so they are stored exactly).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+
+class ReplaySample(NamedTuple):
+    """A batch of ``B`` transitions (tensors on the requested device).
+
+    ``z_init``/``z_next`` are ``(2, B, S, D)`` stacks ``(z_H, z_L)`` or None
+    (reset z); rows where ``episode_start`` is True must be reset to the initial
+    state by the caller (``model.reset_carry``) before use as ``z_init``.
+    """
+
+    obs: torch.Tensor  # (B, L) uint8 tokens of s_t
+    actions: torch.Tensor  # (B,) int64
+    rewards: torch.Tensor  # (B,) float32
+    next_obs: torch.Tensor  # (B, L) uint8 tokens of s_{t+1} (the final obs on an episode's last step)
+    terminated: torch.Tensor  # (B,) float32: 1 when s_{t+1} is terminal (no bootstrap); truncation is 0
+    episode_start: torch.Tensor  # (B,) bool: s_t is the first observation of its episode
+    z_init: torch.Tensor | None  # (2, B, S, D) latent before the forward pass on s_t
+    z_next: torch.Tensor | None  # (2, B, S, D) latent produced by it, which starts s_{t+1}
+
+
+class ReplayBuffer:
+    """Circular buffer of ``buffer_size`` transitions over ``n_envs`` environments.
+
+    Args:
+        buffer_size: total transitions kept (``buffer_size // n_envs`` rows).
+        n_envs: environments stepped together.
+        seq_len: tokens per observation.
+        latent_shape: ``(S, D)`` of each of ``z_H``/``z_L``; None stores no latents (reset z).
+        latent_dtype: ``torch.float16`` or ``torch.bfloat16``.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        n_envs: int,
+        seq_len: int,
+        latent_shape: tuple[int, int] | None = None,
+        latent_dtype: torch.dtype = torch.float16,
+    ) -> None:
+        self.capacity = max(buffer_size // n_envs, 2)
+        self.n_envs = n_envs
+        shape = (self.capacity, n_envs)
+        self.obs = np.zeros(shape + (seq_len,), dtype=np.uint8)
+        self.next_obs = np.zeros(shape + (seq_len,), dtype=np.uint8)
+        self.actions = np.zeros(shape, dtype=np.int32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=np.bool_)
+        self.episode_start = np.zeros(shape, dtype=np.bool_)
+        self.z_out = None if latent_shape is None else torch.zeros(shape + (2, *latent_shape), dtype=latent_dtype)
+        self.pos = 0
+        self.full = False
+
+    def __len__(self) -> int:
+        """Number of stored transitions."""
+        return (self.capacity if self.full else self.pos) * self.n_envs
+
+    @property
+    def bytes_per_transition(self) -> int:
+        """Memory one transition occupies (all arrays, latents included)."""
+        arrays = (self.obs, self.next_obs, self.actions, self.rewards, self.terminated, self.episode_start)
+        total = sum(a.nbytes for a in arrays)
+        if self.z_out is not None:
+            total += self.z_out.numel() * self.z_out.element_size()
+        return total // (self.capacity * self.n_envs)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        episode_start: np.ndarray,
+        z_out: torch.Tensor | None = None,
+    ) -> None:
+        """Store one vector step: arrays with leading dim ``n_envs``; ``z_out`` is ``(2, n_envs, S, D)``."""
+        t = self.pos
+        self.obs[t] = obs
+        self.next_obs[t] = next_obs
+        self.actions[t] = actions
+        self.rewards[t] = rewards
+        self.terminated[t] = terminated
+        self.episode_start[t] = episode_start
+        if self.z_out is not None:
+            if z_out is None:
+                raise ValueError("this buffer stores latents: pass z_out")
+            self.z_out[t] = z_out.transpose(0, 1).to(self.z_out.dtype)
+        self.pos = (self.pos + 1) % self.capacity
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> ReplaySample:
+        """Uniformly sample ``batch_size`` transitions (with replacement)."""
+        if self.full:
+            # skip the oldest row: its predecessor (which holds its z_init) was overwritten
+            rows = (self.pos + 1 + rng.integers(0, self.capacity - 1, size=batch_size)) % self.capacity
+        else:
+            if self.pos == 0:
+                raise ValueError("cannot sample from an empty replay buffer")
+            rows = rng.integers(0, self.pos, size=batch_size)
+        cols = rng.integers(0, self.n_envs, size=batch_size)
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a[rows, cols]).to(device)
+
+        z_init = z_next = None
+        if self.z_out is not None:
+            rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
+            z_next = self.z_out[rows_t, cols_t].transpose(0, 1).to(device)
+            z_init = self.z_out[(rows_t - 1) % self.capacity, cols_t].transpose(0, 1).to(device)
+        return ReplaySample(
+            obs=tensor(self.obs),
+            actions=tensor(self.actions).long(),
+            rewards=tensor(self.rewards),
+            next_obs=tensor(self.next_obs),
+            terminated=tensor(self.terminated).float(),
+            episode_start=tensor(self.episode_start),
+            z_init=z_init,
+            z_next=z_next,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        names = ("obs", "next_obs", "actions", "rewards", "terminated", "episode_start")
+        state: dict[str, Any] = {name: getattr(self, name) for name in names}
+        state.update(z_out=self.z_out, pos=self.pos, full=self.full)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            current = getattr(self, name)
+            if hasattr(current, "shape") and tuple(current.shape) != tuple(value.shape):
+                raise ValueError(f"replay buffer field {name} has shape {tuple(value.shape)}, expected {tuple(current.shape)}")
+            setattr(self, name, value)

@@ -1,0 +1,56 @@
+"""Observation -> tokens: the first stage of the agent's data path.
+
+The HRM reads a flat sequence of integer tokens. Our environments observe a
+``(H, W) uint8`` grid of token ids (see ``envs.tokens``); the tokenizer checks
+the observation space once, optionally drops the outer ring of cells (the
+constant border walls, which carry no information and cost attention), and
+flattens row by row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+
+class Tokenizer:
+    """Turns grid observations into HRM token sequences.
+
+    Args:
+        observation_space: a 2-D integer ``Box`` ``(H, W)`` with finite bounds ``low >= 0``.
+        crop_border: drop row/column 0 and the last row/column.
+
+    Attributes:
+        seq_len: tokens per observation, ``(H-2)*(W-2)`` when cropping else ``H*W``.
+        vocab_size: ``max(high) + 1``.
+    """
+
+    def __init__(self, observation_space: spaces.Space, crop_border: bool = True) -> None:
+        if not (
+            isinstance(observation_space, spaces.Box)
+            and len(observation_space.shape) == 2
+            and np.issubdtype(observation_space.dtype, np.integer)
+            and np.all(observation_space.low >= 0)
+        ):
+            raise ValueError(
+                "the HRM agent needs a 2-D integer token-grid observation (Box of shape (H, W), e.g. "
+                f"DynamicMaze-v0/FourRooms-v0 with obs_mode='full'); got {observation_space}"
+            )
+        height, width = observation_space.shape
+        if crop_border and (height < 3 or width < 3):
+            raise ValueError(f"crop_border needs a grid of at least 3 x 3, got {height} x {width}")
+        self.crop_border = crop_border
+        self.grid_shape = (height, width)
+        self.seq_len = (height - 2) * (width - 2) if crop_border else height * width
+        self.vocab_size = int(np.max(observation_space.high)) + 1
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """obs: ``(B, H, W)`` or ``(H, W)`` integer grid -> ``(B, seq_len)`` uint8 tokens."""
+        obs = np.asarray(obs)
+        if obs.shape[-2:] != self.grid_shape:
+            raise ValueError(f"observation of shape {obs.shape} does not match the grid shape {self.grid_shape}")
+        if obs.ndim == 2:
+            obs = obs[None]
+        if self.crop_border:
+            obs = obs[:, 1:-1, 1:-1]
+        return np.ascontiguousarray(obs.reshape(obs.shape[0], -1), dtype=np.uint8)

@@ -1,0 +1,230 @@
+"""Train an HRM agent: ``python -m hrm_agent.train --env DynamicMaze-v0 --carry-z``.
+
+Hyperparameters are resolved as: the env's tuned defaults in
+``hrm_agent/hyperparams.yaml`` <- ``--config FILE.yaml`` <- ``--set key=value``
+(repeatable; ``model.hidden_size=128`` reaches into the model) <- the flags.
+Carry z is the default variant.
+
+A run writes ``runs/{env}__{variant}__{seed}__{timestamp}/`` (or ``--run-dir``):
+``config.yaml`` (resolved), TensorBoard events and ``progress.csv``,
+``checkpoints/last.pt``, ``final_model.pt`` and ``summary.json``. Ctrl-C
+checkpoints and exits; ``--resume RUN_DIR`` continues from the last
+checkpoint. Watch with ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+
+from hrm_agent import __version__
+from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent, TrainingDiverged
+from hrm_agent.checkpoint import CheckpointError, atomic_write
+from hrm_agent.hyperparams import ConfigError, parse_override, resolve_config
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m hrm_agent.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--env", help="registered Gymnasium env id (required unless --resume)")
+    variant = p.add_mutually_exclusive_group()
+    variant.add_argument("--carry-z", dest="carry_z", action="store_true", default=None,
+                         help="carry the latent across env steps (default)")
+    variant.add_argument("--reset-z", dest="carry_z", action="store_false",
+                         help="start every env step from the fixed initial latent")
+    p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    p.add_argument("--total-steps", type=int, default=None, help="env steps (default: the env's tuned budget)")
+    p.add_argument("--n-envs", type=int, default=None, help="environments stepped together")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--run-dir", type=Path, default=None, help="output folder (default runs/{env}__{variant}__{seed}__{time})")
+    p.add_argument("--config", type=Path, default=None, help="YAML file of hyperparameters")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one hyperparameter, e.g. --set learning_rate=3e-4 --set model.hidden_size=32")
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="gym.make keyword, e.g. --env-kwarg size=9")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise UsageError naming the registered ids when ``env_id`` is unknown."""
+    try:
+        gym.spec(env_id)
+        return
+    except (gym.error.Error, ModuleNotFoundError, ImportError):
+        pass
+    ids = sorted(gym.registry)
+    ours = [i for i in ("DynamicMaze-v0", "FourRooms-v0") if i in gym.registry]
+    close = difflib.get_close_matches(env_id.split(":")[-1], ids, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise UsageError(
+        f"unknown env id {env_id!r}{hint}; registered: {', '.join(ours)} and {len(ids) - len(ours)} more "
+        "(list them with: python -c 'import gymnasium; gymnasium.pprint_registry()')"
+    )
+
+
+def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
+    kwargs = {}
+    for item in items:
+        try:
+            path, value = parse_override(item)
+        except ConfigError as err:
+            raise UsageError(str(err).replace("override", "--env-kwarg")) from None
+        kwargs[".".join(path)] = value
+    return kwargs
+
+
+def default_run_dir(env_id: str, variant: str, seed: int) -> Path:
+    """CleanRL-style ``runs/{env}__{variant}__{seed}__{timestamp}``."""
+    name = env_id.split(":")[-1].replace("/", "-")
+    return Path("runs") / f"{name}__{variant}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, lambda f: f.write(yaml.safe_dump(data, sort_keys=False).encode()))
+
+
+def resolved_record(agent: HRMAgent, device: str) -> dict[str, Any]:
+    import minigrid
+    import torch
+
+    return {
+        "env": agent.env_id,
+        "env_kwargs": agent.env_kwargs,
+        "seed": agent.seed,
+        "variant": agent.variant,
+        "device": device,
+        "agent": agent.config.model_dump(),
+        "model": agent.model_config.model_dump(),
+        "versions": {"hrm_agent": __version__, "torch": str(torch.__version__),
+                     "gymnasium": gym.__version__, "minigrid": minigrid.__version__},
+    }
+
+
+def summarise(agent: HRMAgent) -> dict[str, Any]:
+    """What a results table needs: final greedy eval, steps to first reach 90 %, wall-clock."""
+    history = agent.eval_history
+    first_90 = next((h["step"] for h in history if h["success_rate"] >= 0.9), None)
+    return {
+        "env": agent.env_id,
+        "variant": agent.variant,
+        "seed": agent.seed,
+        "total_steps": agent.num_timesteps,
+        "wall_clock_s": round(agent.wall_time, 1),
+        "final_eval": history[-1] if history else None,
+        "steps_to_90": first_90,
+        "eval_history": history,
+    }
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    """``--set`` items plus the flags that are hyperparameters."""
+    return list(args.overrides) + ([f"n_envs={args.n_envs}"] if args.n_envs is not None else [])
+
+
+def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
+    """The agent to train and the env steps still to run; raises UsageError/ConfigError/CheckpointError."""
+    if args.resume is not None:
+        checkpoint_path = args.resume / LAST_CHECKPOINT
+        if not checkpoint_path.is_file():
+            raise UsageError(f"nothing to resume: {checkpoint_path} does not exist")
+        agent = HRMAgent.load_checkpoint(checkpoint_path, device=args.device, run_dir=args.resume)
+        requested = []
+        if args.env is not None and args.env != agent.env_id:
+            requested.append(f"env is {agent.env_id} in the checkpoint, {args.env} here")
+        if args.seed is not None and args.seed != agent.seed:
+            requested.append(f"seed is {agent.seed} in the checkpoint, {args.seed} here")
+        if args.env_kwargs and {**agent.env_kwargs, **parse_env_kwargs(args.env_kwargs)} != agent.env_kwargs:
+            requested.append("env kwargs differ")
+        have = agent.config.model_dump()
+        wanted = resolve_config(agent.env_id, args.config, overrides_from(args), args.carry_z, base=have).model_dump()
+        requested += [f"{k} is {have[k]} in the checkpoint, {wanted[k]} here" for k in have if wanted[k] != have[k]]
+        if requested:
+            raise UsageError("resuming with a config that does not match the checkpoint: " + "; ".join(requested))
+        total = args.total_steps if args.total_steps is not None else agent.total_timesteps
+        return agent, max(total - agent.num_timesteps, 0)
+
+    if args.env is None:
+        raise UsageError("--env is required (or --resume RUN_DIR)")
+    check_env_id(args.env)
+    config = resolve_config(args.env, args.config, overrides_from(args), args.carry_z)
+    seed = 0 if args.seed is None else args.seed
+    total = config.total_steps if args.total_steps is None else args.total_steps
+    if total < 1:
+        raise UsageError(f"--total-steps must be positive, got {total}")
+    run_dir = args.run_dir or default_run_dir(args.env, "carry" if config.carry_z else "reset", seed)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"run directory {run_dir} already exists and is not empty; "
+                         f"continue it with --resume {run_dir} or pick another --run-dir")
+    agent = HRMAgent(args.env, config, seed=seed, device=args.device,
+                     env_kwargs=parse_env_kwargs(args.env_kwargs), run_dir=run_dir)
+    return agent, total
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            print("error: --threads must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        torch.set_num_threads(args.threads)
+    try:
+        agent, remaining = make_agent(args)
+    except (UsageError, ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+
+    run_dir = agent.run_dir
+    assert run_dir is not None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if args.resume is None:
+        write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
+    print(f"run dir: {run_dir}  ({agent.env_id}, {agent.variant} z, seed {agent.seed}, "
+          f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})")
+    try:
+        agent.learn(remaining, progress_bar=not args.no_progress)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if agent._stop_requested:
+        print(f"interrupted at step {agent.num_timesteps}; checkpoint saved. "
+              f"Continue with: python -m hrm_agent.train --resume {run_dir}")
+        return 130
+    summary = summarise(agent)
+    atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    final = summary["final_eval"]
+    if final is not None:
+        print(f"final greedy eval: success {final['success_rate']:.3f}, "
+              f"path efficiency {final['path_efficiency']:.3f}, mean length {final['mean_ep_length']:.1f}")
+    print(f"steps to 90% success: {summary['steps_to_90']}  wall-clock: {summary['wall_clock_s']:.0f}s  "
+          f"replay bytes/transition: {agent.replay.bytes_per_transition if agent.replay else 0}")
+    print(f"model: {run_dir / FINAL_MODEL}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny configurations that keep the suite fast on a 2-core CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hrm_agent  # noqa: F401  (registers the environments)
+
+TINY_MODEL = {
+    "hidden_size": 16,
+    "num_heads": 2,
+    "expansion": 2.0,
+    "H_layers": 1,
+    "L_layers": 1,
+    "H_cycles": 2,
+    "L_cycles": 2,
+}
+TINY_ENV = {"size": 7, "n_fixed_walls": 2, "n_dynamic_walls": 2, "toggle_prob": 0.2}
+
+
+def tiny_config(**overrides):
+    config = {
+        "model": dict(TINY_MODEL),
+        "n_envs": 2,
+        "buffer_size": 2_000,
+        "learning_starts": 64,
+        "batch_size": 16,
+        "train_freq": 2,
+        "target_update_interval": 100,
+        "eval_freq": 0,
+        "eval_episodes": 5,
+        "checkpoint_freq": 0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # tests run small tensors: one thread avoids oversubscribing a 2-core machine
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
