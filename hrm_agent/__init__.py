@@ -5,5 +5,10 @@ Importing the package registers the dynamic environments (``DynamicMaze-v0``,
 """
 
 import envs  # noqa: F401  (registers the environments)
+from hrm_agent.agent import HRMAgent
+from hrm_agent.config import HRMConfig
+from hrm_agent.hyperparams import AgentConfig
+from hrm_agent.model import HRMCarry, HRMQNetwork
 
 __version__ = "0.1.0"
+__all__ = ["AgentConfig", "HRMAgent", "HRMCarry", "HRMConfig", "HRMQNetwork", "__version__"]

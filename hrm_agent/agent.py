@@ -25,11 +25,12 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target
-from hrm_agent.hyperparams import AgentConfig
+from hrm_agent.hyperparams import AgentConfig, ConfigError, format_validation_error
 from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.replay import ReplayBuffer
 from hrm_agent.tokens import Tokenizer
@@ -113,12 +114,15 @@ class HRMAgent:
         if not isinstance(self.action_space, gym.spaces.Discrete):
             raise ValueError(f"the HRM agent needs a Discrete action space, got {self.action_space}")
         self.tokenizer = Tokenizer(self.observation_space, self.config.crop_border)
-        self.model_config = HRMConfig(
-            seq_len=self.tokenizer.seq_len,
-            vocab_size=self.tokenizer.vocab_size,
-            num_actions=int(self.action_space.n),
-            **self.config.model,
-        )
+        try:
+            self.model_config = HRMConfig(
+                seq_len=self.tokenizer.seq_len,
+                vocab_size=self.tokenizer.vocab_size,
+                num_actions=int(self.action_space.n),
+                **self.config.model,
+            )
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, prefix="model")) from None
 
         torch.manual_seed(seed)
         self.online = HRMQNetwork(self.model_config).to(self.device)
@@ -242,8 +246,8 @@ class HRMAgent:
         c = self.config
         self._setup_learn()
         assert self.envs is not None and self.replay is not None and self._obs is not None
-        self.total_timesteps = max(self.total_timesteps, self.num_timesteps + total_timesteps)
-        end = self.total_timesteps
+        end = self.num_timesteps + total_timesteps
+        self.total_timesteps = max(self.total_timesteps, end)  # the exploration schedule's horizon
         initial = self.online.initial_carry(c.n_envs, device=self.device)
         start_time, start_steps = time.perf_counter(), self.num_timesteps
         last_time = start_time

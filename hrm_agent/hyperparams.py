@@ -159,10 +159,10 @@ def resolve_config(
         raise ConfigError(format_validation_error(err)) from None
 
 
-def format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line naming each offending field: ``learning_rate: Input should be greater than 0``."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        loc = ".".join([prefix] * bool(prefix) + [str(p) for p in e["loc"]]) or prefix or "config"
         parts.append(f"{loc}: {e['msg']}")
     return "invalid hyperparameters: " + "; ".join(parts)

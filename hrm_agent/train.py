@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m hrm_agent.train",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--env", help="registered Gymnasium env id (required unless --resume)")
     variant = p.add_mutually_exclusive_group()
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--total-steps", type=int, default=None, help="env steps (default: the env's tuned budget)")
     p.add_argument("--n-envs", type=int, default=None, help="environments stepped together")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default runs/{env}__{variant}__{seed}__{time})")
     p.add_argument("--config", type=Path, default=None, help="YAML file of hyperparameters")
@@ -122,6 +122,8 @@ def resolved_record(agent: HRMAgent, device: str) -> dict[str, Any]:
 
 def summarise(agent: HRMAgent) -> dict[str, Any]:
     """What a results table needs: final greedy eval, steps to first reach 90 %, wall-clock."""
+    import torch
+
     history = agent.eval_history
     first_90 = next((h["step"] for h in history if h["success_rate"] >= 0.9), None)
     return {
@@ -130,10 +132,22 @@ def summarise(agent: HRMAgent) -> dict[str, Any]:
         "seed": agent.seed,
         "total_steps": agent.num_timesteps,
         "wall_clock_s": round(agent.wall_time, 1),
+        "threads": torch.get_num_threads(),
         "final_eval": history[-1] if history else None,
         "steps_to_90": first_90,
         "eval_history": history,
     }
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf (e.g. path efficiency with no successful episode) become ``null`` so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
@@ -215,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
               f"Continue with: python -m hrm_agent.train --resume {run_dir}")
         return 130
     summary = summarise(agent)
-    atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(json_safe(summary), indent=2).encode()))
     final = summary["final_eval"]
     if final is not None:
-        print(f"final greedy eval: success {final['success_rate']:.3f}, "
+        print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "
               f"path efficiency {final['path_efficiency']:.3f}, mean length {final['mean_ep_length']:.1f}")
     print(f"steps to 90% success: {summary['steps_to_90']}  wall-clock: {summary['wall_clock_s']:.0f}s  "
           f"replay bytes/transition: {agent.replay.bytes_per_transition if agent.replay else 0}")

@@ -326,6 +326,7 @@ def test_state_dict_round_trip_gives_identical_q_values():
     assert torch.equal(q_values(fresh), q_values(model))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised by torch's own compile imports
 def test_state_dict_of_a_compiled_model_loads_into_a_fresh_model():
     model = make_model(seed=0)
     compiled_state = torch.compile(model).state_dict()  # compiles lazily: nothing is compiled here

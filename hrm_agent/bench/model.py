@@ -1,7 +1,8 @@
 """``python -m hrm_agent.bench model``: speed and FLOP utilisation of the HRM Q-network.
 
-For the default ``HRMConfig`` (vocabulary of the grid tokens, 4 actions) it
-times the model work of one DQN update on a batch: the online forward pass
+For the default training config of an environment (``--env``, default
+DynamicMaze-v0: the model and replay batch size of ``hrm_agent/hyperparams.yaml``,
+the env's token count after border cropping) it times the model work of one DQN update on a batch: the online forward pass
 from a carry with the 1-step backward (loss on the Q of the taken actions)
 plus the target network's forward pass under ``no_grad``. The optimiser step
 is not included. FLOPs are counted by ``torch.utils.flop_counter``; dividing by
@@ -43,11 +44,12 @@ CPU_ATTENTION_FLOPS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=32, help="replay batch of the DQN update (default 32)")
-    parser.add_argument(
-        "--seq-len", type=int, default=81,
-        help="observation tokens (default 81: the 9x9 interior of the default 11x11 maze)",
-    )
+    parser.add_argument("--env", default="DynamicMaze-v0",
+                        help="env whose tuned training defaults are benchmarked (default DynamicMaze-v0)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="replay batch of the DQN update (default: the env's training default)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="observation tokens (default: the env's, e.g. 81 for the 9x9 interior of the 11x11 maze)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "both"), default="both",
                         help="forward dtype of the model (default both)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats, the median is reported (default 10)")
@@ -119,8 +121,31 @@ def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
     return median_seconds(act, repeats, warmup=2) / batch_size
 
 
+def default_setup(env_id: str) -> tuple[HRMConfig, int]:
+    """The model config and replay batch size an ``HRMAgent`` would train ``env_id`` with by default."""
+    import gymnasium as gym
+
+    from hrm_agent.hyperparams import ConfigError, resolve_config
+    from hrm_agent.tokens import Tokenizer
+
+    try:
+        config = resolve_config(env_id, None, [], None)
+        env = gym.make(env_id)
+    except (ConfigError, gym.error.Error) as err:
+        raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
+    tokenizer = Tokenizer(env.observation_space, config.crop_border)
+    env.close()
+    model = HRMConfig(**{**config.model, "seq_len": tokenizer.seq_len, "vocab_size": NUM_TOKENS,
+                         "num_actions": NUM_ACTIONS})
+    return model, config.batch_size
+
+
 def run(args: argparse.Namespace) -> int:
-    if min(args.batch_size, args.seq_len, args.repeats, args.peak_size) < 1 or args.warmup < 0:
+    base, default_batch = default_setup(args.env)
+    args.batch_size = default_batch if args.batch_size is None else args.batch_size
+    if args.seq_len is not None:
+        base = base.model_copy(update={"seq_len": args.seq_len})
+    if min(args.batch_size, base.seq_len, args.repeats, args.peak_size) < 1 or args.warmup < 0:
         raise SystemExit("--batch-size, --seq-len, --repeats and --peak-size must be >= 1, --warmup >= 0")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -128,9 +153,8 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
 
     peak = {name: matmul_peak(getattr(torch, name), args.peak_size, args.repeats) for name in ("float32", "bfloat16")}
-    base = HRMConfig(seq_len=args.seq_len, vocab_size=NUM_TOKENS, num_actions=NUM_ACTIONS)
     print(
-        f"HRM Q-network, CPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"HRM Q-network bench ({args.env} training defaults): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
         f"hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
         f"cycles H{base.H_cycles}xL{base.L_cycles}"

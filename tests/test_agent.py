@@ -1,0 +1,178 @@
+"""HRMAgent's stable-baselines3-shaped API: predict with state, evaluate_policy, save/load, resume."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from hrm_agent import HRMAgent
+from hrm_agent.agent import TrainingDiverged
+from hrm_agent.checkpoint import CheckpointError
+
+from conftest import TINY_ENV, tiny_config
+
+
+@pytest.fixture
+def obs_batch():
+    env = gym.make("DynamicMaze-v0", **TINY_ENV)
+    return np.stack([env.reset(seed=s)[0] for s in range(3)])
+
+
+def test_predict_carries_state_and_resets_rows_at_episode_start(obs_batch):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(carry_z=True), env_kwargs=TINY_ENV)
+    actions, state = agent.predict(obs_batch)
+    assert actions.shape == (3,) and state.z_H.shape[0] == 3
+    _, carried = agent.predict(obs_batch, state=state, episode_start=np.zeros(3, bool))
+    _, fresh = agent.predict(obs_batch, state=None)
+    _, mixed = agent.predict(obs_batch, state=state, episode_start=np.array([True, False, False]))
+    assert not torch.allclose(carried.z_H, fresh.z_H)  # the carried latent changes the forward pass
+    torch.testing.assert_close(mixed.z_H[0], fresh.z_H[0])
+    torch.testing.assert_close(mixed.z_H[1:], carried.z_H[1:])
+
+
+def test_reset_z_predict_ignores_the_state(obs_batch):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(carry_z=False), env_kwargs=TINY_ENV)
+    _, state = agent.predict(obs_batch)
+    _, again = agent.predict(obs_batch, state=state, episode_start=np.zeros(3, bool))
+    torch.testing.assert_close(again.z_H, state.z_H)
+
+
+def test_predict_single_observation_and_batch_mismatch(obs_batch):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV)
+    action, state = agent.predict(obs_batch[0])
+    assert np.ndim(action) == 0 and 0 <= int(action) < 4
+    with pytest.raises(ValueError, match="state holds 1 latents for a batch of 3"):
+        agent.predict(obs_batch, state=state)
+
+
+def test_evaluate_policy_runs_on_the_agent():
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV)
+    env = gym.make("DynamicMaze-v0", **TINY_ENV)
+    rewards, lengths = evaluate_policy(agent, env, n_eval_episodes=4, return_episode_rewards=True)
+    assert len(rewards) == 4 and all(1 <= n <= 28 for n in lengths)
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, obs_batch):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV, seed=3)
+    agent.learn(200)
+    agent.save(tmp_path / "model.pt")
+    loaded = HRMAgent.load(tmp_path / "model.pt")
+    a1, s1 = agent.predict(obs_batch)
+    a2, s2 = loaded.predict(obs_batch)
+    assert np.array_equal(a1, a2)
+    assert torch.equal(s1.z_H, s2.z_H) and torch.equal(s1.z_L, s2.z_L)
+    assert loaded.config == agent.config and loaded.env_kwargs == TINY_ENV
+
+
+def test_load_rejects_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        HRMAgent.load(tmp_path / "absent.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        HRMAgent.load(bad)
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV)
+    agent.save(tmp_path / "ok.pt")
+    data = (tmp_path / "ok.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        HRMAgent.load(tmp_path / "truncated.pt")
+
+
+@pytest.mark.parametrize("carry_z", [True, False])
+def test_resume_matches_an_uninterrupted_run(tmp_path, carry_z):
+    config = tiny_config(carry_z=carry_z, checkpoint_replay=True, learning_starts=100)
+    straight = HRMAgent("DynamicMaze-v0", config, env_kwargs=TINY_ENV, seed=5)
+    straight.learn(400)
+
+    first = HRMAgent("DynamicMaze-v0", config, env_kwargs=TINY_ENV, seed=5)
+    first.total_timesteps = 400  # as if `learn(400)` had been interrupted after 200 steps
+    first.learn(200)
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    resumed = HRMAgent.load_checkpoint(tmp_path / "ckpt.pt")
+    assert resumed.num_timesteps == 200 and resumed.n_updates == first.n_updates
+    resumed.learn(200)
+
+    assert resumed.num_timesteps == straight.num_timesteps == 400
+    assert resumed.n_updates == straight.n_updates and resumed.n_episodes == straight.n_episodes
+    for p, q in zip(resumed.online.parameters(), straight.online.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_without_replay_refills_before_updating(tmp_path):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(learning_starts=100), env_kwargs=TINY_ENV)
+    agent.learn(200)
+    agent.save_checkpoint(tmp_path / "ckpt.pt")
+    resumed = HRMAgent.load_checkpoint(tmp_path / "ckpt.pt")
+    updates = resumed.n_updates
+    resumed.learn(98)  # still refilling: no update yet
+    assert resumed.n_updates == updates and len(resumed.replay) == 98
+    resumed.learn(50)
+    assert resumed.n_updates > updates
+
+
+def test_same_seed_gives_the_same_training_run():
+    runs = []
+    for _ in range(2):
+        agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV, seed=11)
+        agent.learn(300)
+        runs.append(torch.cat([p.flatten() for p in agent.online.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    other = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV, seed=12)
+    other.learn(300)
+    assert not torch.equal(runs[0], torch.cat([p.flatten() for p in other.online.parameters()]))
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import hrm_agent.agent as agent_module
+
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(checkpoint_freq=100), env_kwargs=TINY_ENV,
+                     run_dir=tmp_path)
+    agent.learn(100)
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    before = checkpoint.read_bytes()
+    monkeypatch.setattr(agent_module, "dqn_update", lambda *a, **k: {"loss": float("nan"), "q_mean": 0.0,
+                                                                        "grad_norm": 0.0})
+    with pytest.raises(TrainingDiverged, match="non-finite TD loss"):
+        agent.learn(200)
+    assert checkpoint.read_bytes() == before
+    assert HRMAgent.load_checkpoint(checkpoint).num_timesteps == 100
+
+
+def test_learn_writes_tensorboard_keys_and_eval(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(eval_freq=500), env_kwargs=TINY_ENV, run_dir=tmp_path)
+    agent.learn(1_000)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for key in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/success_rate",
+                "rollout/exploration_rate", "train/loss", "train/q_mean", "time/fps",
+                "eval/success_rate", "eval/mean_ep_length", "eval/path_efficiency"):
+        assert key in tags, key
+    assert [e.step for e in events.Scalars("eval/success_rate")] == [500, 1_000]
+    assert (tmp_path / "final_model.pt").is_file() and (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_learns_a_tiny_maze_quickly():
+    """A 5 x 5 maze (2 x 2 cells, random start and goal): a few thousand steps reach a high greedy success rate.
+
+    Reset z: carry z learns this maze far more slowly (see the README's results).
+    """
+    from hrm_agent.evaluate import evaluate
+
+    env_kwargs = {"size": 5, "n_fixed_walls": 0, "n_dynamic_walls": 0}
+    config = tiny_config(
+        carry_z=False, n_envs=4, buffer_size=5_000, learning_starts=500, batch_size=32, train_freq=1,
+        target_update_interval=250, learning_rate=1e-3, exploration_fraction=0.4, gamma=0.9,
+    )
+    agent = HRMAgent("DynamicMaze-v0", config, env_kwargs=env_kwargs, seed=0)
+    before = evaluate(agent, 50, seed=123).summary()["success_rate"]
+    agent.learn(4_000)
+    result = evaluate(agent, 50, seed=123).summary()
+    assert before < 0.6 and result["success_rate"] >= 0.9, (before, result)

@@ -1,0 +1,200 @@
+"""``python -m hrm_agent.train`` / ``hrm_agent.evaluate`` end to end, and their answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY_ENV, TINY_MODEL
+
+TINY_ARGS = [f"--set=model.{k}={v}" for k, v in TINY_MODEL.items()] + [
+    f"--env-kwarg={k}={v}" for k, v in TINY_ENV.items()
+] + ["--set=buffer_size=2000", "--set=learning_starts=64", "--set=batch_size=16", "--set=eval_episodes=5",
+     "--n-envs=2", "--no-progress", "--threads=1"]
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def train(run_dir: Path, *extra: str, steps: int = 400) -> subprocess.CompletedProcess:
+    return run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--run-dir", str(run_dir),
+               "--total-steps", str(steps), "--set=eval_freq=200", "--set=checkpoint_freq=200", *TINY_ARGS, *extra)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "maze"
+    result = train(run_dir, "--reset-z", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert "final greedy eval" in result.stdout
+    return run_dir
+
+
+def test_cli_writes_config_events_checkpoint_model_and_summary(trained_run):
+    assert (trained_run / "final_model.pt").is_file()
+    assert (trained_run / "checkpoints" / "last.pt").is_file()
+    assert list(trained_run.glob("events.out.tfevents.*"))
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert config["env"] == "DynamicMaze-v0" and config["seed"] == 3 and config["variant"] == "reset"
+    assert config["agent"]["carry_z"] is False and config["model"]["hidden_size"] == TINY_MODEL["hidden_size"]
+    assert config["env_kwargs"] == TINY_ENV
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["total_steps"] == 400 and [h["step"] for h in summary["eval_history"]] == [200, 400]
+    assert "eval/success_rate" in (trained_run / "progress.csv").read_text().splitlines()[0]
+
+
+def test_default_run_dir_follows_the_cleanrl_pattern(tmp_path):
+    result = run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--total-steps", "20", "--seed", "4",
+                 "--set=eval_freq=0", *TINY_ARGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    env, variant, seed, stamp = run_dir.name.split("__")
+    assert (env, variant, seed) == ("DynamicMaze-v0", "carry", "4") and len(stamp) == 15
+
+
+def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
+    gif = tmp_path / "episode.gif"
+    result = run("-m", "hrm_agent.evaluate", str(trained_run), "--episodes", "6", "--gif", str(gif))
+    assert result.returncode == 0, result.stderr
+    assert "success rate:" in result.stdout and "path efficiency:" in result.stdout and "±" in result.stdout
+    assert gif.read_bytes()[:6] == b"GIF89a"
+
+
+def test_resume_continues_the_step_count(trained_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained_run, run_dir)
+    result = run("-m", "hrm_agent.train", "--resume", str(run_dir), "--total-steps", "600", "--no-progress",
+                 "--threads=1")
+    assert result.returncode == 0, result.stderr
+    assert "400/600 steps" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["total_steps"] == 600 and summary["eval_history"][-1]["step"] == 600
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--run-dir", str(run_dir),
+           "--total-steps", "1000000", "--set=eval_freq=0", "--set=checkpoint_freq=0", *TINY_ARGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run_dir / "progress.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint saved" in out
+    from hrm_agent import HRMAgent
+
+    resumed = HRMAgent.load_checkpoint(run_dir)
+    assert 0 < resumed.num_timesteps < 1_000_000
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--env", "NoSuchEnv-v0"], ["unknown env id 'NoSuchEnv-v0'", "DynamicMaze-v0, FourRooms-v0"]),
+        (["--env", "DynamicMaze-v0", "--carry-z", "--reset-z"], ["not allowed with argument"]),
+        (["--env", "DynamicMaze-v0", "--set", "learning_rate=-1"], ["learning_rate", "greater than 0"]),
+        (["--env", "DynamicMaze-v0", "--set", "gamma=1.5"], ["gamma", "less than or equal to 1"]),
+        (["--env", "DynamicMaze-v0", "--set", "batch_size=500", "--set", "buffer_size=100"],
+         ["batch_size (500) must not exceed buffer_size (100)"]),
+        (["--env", "DynamicMaze-v0", "--set", "no_such_field=1"], ["no_such_field", "Extra inputs"]),
+        (["--env", "DynamicMaze-v0", "--set", "model.hidden_size=33"], ["model", "hidden_size (33) must be divisible by num_heads"]),
+        (["--env", "DynamicMaze-v0", "--set", "oops"], ["must look like key=value"]),
+        (["--env", "DynamicMaze-v0", "--config", "/no/such/file.yaml"], ["config file not found"]),
+        (["--env", "DynamicMaze-v0", "--env-kwarg", "size=8"], ["size must be an odd integer"]),
+        (["--env", "DynamicMaze-v0", "--total-steps", "0"], ["--total-steps must be positive"]),
+        (["--resume", "/no/such/run"], ["nothing to resume"]),
+        ([], ["--env is required"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args, fragments, tmp_path):
+    result = run("-m", "hrm_agent.train", "--run-dir", str(tmp_path / "r"), *args, timeout=60)
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_malformed_config_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: [unclosed\n")
+    assert_user_error(run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--config", str(bad)),
+                      "cannot read config file")
+    bad.write_text("- just\n- a list\n")
+    assert_user_error(run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--config", str(bad)),
+                      "must hold a mapping")
+
+
+def test_existing_run_dir_is_not_overwritten(trained_run):
+    before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")}
+    result = train(trained_run)
+    assert_user_error(result, "already exists", "--resume")
+    assert {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")} == before
+
+
+def test_corrupt_checkpoint_and_mismatched_resume(trained_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained_run, run_dir)
+    mismatch = run("-m", "hrm_agent.train", "--resume", str(run_dir), "--carry-z", "--set", "gamma=0.5")
+    assert_user_error(mismatch, "does not match the checkpoint", "carry_z", "gamma")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert_user_error(run("-m", "hrm_agent.train", "--resume", str(run_dir)), "corrupt")
+    assert_user_error(run("-m", "hrm_agent.evaluate", str(tmp_path / "missing")), "no such file")
+
+
+def test_config_file_and_overrides_layer_in_order(tmp_path):
+    from hrm_agent.hyperparams import resolve_config
+
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("learning_rate: 0.002\ngamma: 0.9\nmodel:\n  hidden_size: 32\n")
+    config = resolve_config("DynamicMaze-v0", config_file, ["gamma=0.8", "model.H_cycles=3"], carry_z=False)
+    assert config.learning_rate == 0.002 and config.gamma == 0.8 and config.carry_z is False
+    assert config.model["hidden_size"] == 32 and config.model["H_cycles"] == 3
+    assert config.model["L_cycles"] == 2  # untouched defaults stay
+
+
+LEARNING_TABLE = Path(__file__).resolve().parents[1] / "analysis" / "learning_table.py"
+
+
+def test_learning_table_accumulates_runs_and_writes_table_and_figure(trained_run, tmp_path):
+    results = tmp_path / "results"
+    first = run(str(LEARNING_TABLE), str(trained_run), "--results", str(results))
+    assert first.returncode == 0, first.stderr
+    rows = (results / "learning_runs.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("DynamicMaze-v0,reset,3,400,")
+    curve = (results / "learning_curves.csv").read_text().splitlines()
+    assert [line.split(",")[4] for line in curve[1:]] == ["200", "400"]
+    table = (results / "learning_table.md").read_text()
+    assert "| DynamicMaze-v0 | reset | 400 | 3 |" in table and table in first.stdout
+    assert (results / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # adding the same run again replaces it; no arguments re-tabulates what is stored
+    again = run(str(LEARNING_TABLE), str(trained_run), "--results", str(results))
+    assert again.returncode == 0 and (results / "learning_runs.csv").read_text().splitlines() == rows
+    assert run(str(LEARNING_TABLE), "--results", str(results)).stdout.startswith(table)
+
+
+def test_learning_table_rejects_a_folder_that_is_not_a_run(tmp_path):
+    result = run(str(LEARNING_TABLE), str(tmp_path), "--results", str(tmp_path / "results"))
+    assert_user_error(result, "has no summary.json")
+    assert not (tmp_path / "results").exists()
