@@ -31,10 +31,10 @@ import yaml
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUN_FIELDS = [
-    "env", "variant", "seed", "total_steps", "final_success", "final_success_se", "path_efficiency",
+    "env", "env_kwargs", "variant", "seed", "total_steps", "final_success", "final_success_se", "path_efficiency",
     "steps_to_90", "wall_clock_s", "threads", "config", "run",
 ]
-CURVE_FIELDS = ["run", "env", "variant", "seed", "step", "success_rate", "path_efficiency"]
+CURVE_FIELDS = ["run", "env", "env_kwargs", "variant", "seed", "step", "success_rate", "path_efficiency"]
 
 
 class ResultsError(Exception):
@@ -52,8 +52,10 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ResultsError(f"cannot read {run_dir}: {str(err).splitlines()[0]}") from None
     final = summary.get("final_eval") or {}
+    env_kwargs = config.get("env_kwargs") or {}
     row = {
         "env": summary["env"],
+        "env_kwargs": " ".join(f"{k}={v}" for k, v in sorted(env_kwargs.items())),
         "variant": summary["variant"],
         "seed": summary["seed"],
         "total_steps": summary["total_steps"],
@@ -67,7 +69,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "run": run_dir.name,
     }
     curve = [
-        {"run": run_dir.name, "env": row["env"], "variant": row["variant"], "seed": row["seed"],
+        {"run": run_dir.name, "env": row["env"], "env_kwargs": row["env_kwargs"], "variant": row["variant"], "seed": row["seed"],
          "step": h["step"], "success_rate": h["success_rate"], "path_efficiency": h.get("path_efficiency")}
         for h in summary.get("eval_history", [])
     ]
@@ -109,11 +111,17 @@ def mean_se(values: list[float]) -> str:
     return f"{m:.2f} ± {sd / math.sqrt(len(values)):.2f}"
 
 
+def env_label(row: dict[str, str]) -> str:
+    """The env id, with its non-default ``gym.make`` keywords if any."""
+    kwargs = row.get("env_kwargs", "")
+    return f"{row['env']} ({kwargs})" if kwargs else row["env"]
+
+
 def table(runs: list[dict[str, str]]) -> str:
     """Markdown table per env x variant x budget (mean ± standard error over seeds)."""
     groups: dict[tuple[str, str, int], list[dict[str, str]]] = defaultdict(list)
     for r in runs:
-        groups[(r["env"], r["variant"], int(r["total_steps"]))].append(r)
+        groups[(env_label(r), r["variant"], int(r["total_steps"]))].append(r)
     lines = [
         "| env | variant | budget (env steps) | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) |",
         "|---|---|---|---|---|---|---|---|",
@@ -137,14 +145,14 @@ def plot(curves: list[dict[str, str]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = sorted({c["env"] for c in curves})
+    envs = sorted({env_label(c) for c in curves})
     fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(5.5 * max(len(envs), 1), 4), squeeze=False)
     colours = {"carry": "tab:blue", "reset": "tab:orange"}
     for ax, env in zip(axes[0], envs):
         by_run: dict[str, list[tuple[int, float]]] = defaultdict(list)
         variant_of = {}
         for c in curves:
-            if c["env"] == env:
+            if env_label(c) == env:
                 by_run[c["run"]].append((int(c["step"]), float(c["success_rate"])))
                 variant_of[c["run"]] = c["variant"]
         labelled = set()
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print("error: no runs: give finished run directories", file=sys.stderr)
         return 2
-    rows = sorted(runs.values(), key=lambda r: (r["env"], r["variant"], int(r["seed"]), r["run"]))
+    rows = sorted(runs.values(), key=lambda r: (env_label(r), r["variant"], int(r["seed"]), r["run"]))
     write_csv(runs_path, RUN_FIELDS, rows)
     write_csv(curves_path, CURVE_FIELDS, curves)
     markdown = table([{k: str(v) for k, v in r.items()} for r in rows])

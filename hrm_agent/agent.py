@@ -64,6 +64,29 @@ def make_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int) -> gym.ve
     )
 
 
+def make_logger(run_dir: Path) -> Any:
+    """stable-baselines3 logger writing ``progress.csv`` and TensorBoard events in ``run_dir``.
+
+    A resumed run appends to its ``progress.csv`` (SB3's own CSV writer would truncate it).
+    """
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+
+    class AppendingCSVOutputFormat(CSVOutputFormat):
+        def __init__(self, filename: str) -> None:
+            path = Path(filename)
+            if not path.is_file() or path.stat().st_size == 0:
+                super().__init__(filename)
+                return
+            self.file = path.open("r+")
+            self.keys = self.file.readline().rstrip("\n").split(",")
+            self.file.seek(0, 2)  # append after the rows already logged
+            self.separator, self.quotechar = ",", '"'
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    formats = [AppendingCSVOutputFormat(str(run_dir / "progress.csv")), TensorBoardOutputFormat(str(run_dir))]
+    return Logger(str(run_dir), formats)
+
+
 def _index_carry(carry: HRMCarry, idx: Any) -> HRMCarry:
     return HRMCarry(z_H=carry.z_H[idx], z_L=carry.z_L[idx])
 
@@ -225,9 +248,7 @@ class HRMAgent:
             latent_dtype = torch.bfloat16 if self.model_config.forward_dtype == "bfloat16" else torch.float16
             self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len, latent_shape, latent_dtype)
         if self.run_dir is not None and self._logger is None:
-            from stable_baselines3.common.logger import configure
-
-            self._logger = configure(str(self.run_dir), ["csv", "tensorboard"])
+            self._logger = make_logger(self.run_dir)
             self._log_hparams()
 
     def learn(
@@ -383,6 +404,7 @@ class HRMAgent:
         log("rollout/exploration_rate", self.exploration_rate())
         log("time/fps", fps)
         log("time/episodes", self.n_episodes, exclude="tensorboard")
+        log("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self._logger.dump(self.num_timesteps)
 
     def _log_hparams(self) -> None:

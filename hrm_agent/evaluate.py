@@ -6,11 +6,17 @@ episodes. Path efficiency of a successful episode is the BFS shortest-path
 length at its start divided by the steps it took (1.0 = optimal; in a changing
 world the start's shortest path may become impossible, so it is a guide, not a
 bound).
+
+With ``--save-latents [PATH]`` (default ``RUN_DIR/latents.npz``) the same
+evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the
+``N*T`` recurrent iterations together with the observation, action, reward,
+``changed`` flag and agent position (format: :mod:`hrm_agent.latents`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from hrm_agent.agent import HRMAgent
+    from hrm_agent.latents import Latents
 
 
 @dataclass
@@ -31,6 +38,7 @@ class EvalResult:
     length: np.ndarray  # int, steps taken
     episode_return: np.ndarray  # float
     start_shortest_path: np.ndarray  # int, BFS length at reset (-1 if the env does not report it)
+    latents: "Latents | None" = None  # with ``record_latents``: every step's z_H/z_L iterations and context
 
     @property
     def path_efficiency(self) -> np.ndarray:
@@ -64,11 +72,17 @@ def evaluate(
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
     gif_path: str | Path | None = None,
+    record_latents: bool = False,
 ) -> EvalResult:
     """Run ``n_episodes`` greedy episodes of the agent's env (``env_kwargs`` override its kwargs).
 
     With ``gif_path``, the first episode's ``rgb_array`` frames are written there as a GIF.
+    With ``record_latents``, ``EvalResult.latents`` holds every step's recurrent states (taken
+    from the trace of the forward pass that chose the action) and context, see
+    :mod:`hrm_agent.latents`; the episodes played are the same as without it.
     """
+    from hrm_agent.latents import LatentRecorder, record_traces
+
     kwargs = {**agent.env_kwargs, **(env_kwargs or {})}
     envs = [
         gym.make(agent.env_id, **kwargs, **({"render_mode": "rgb_array"} if gif_path and i == 0 else {}))
@@ -83,24 +97,60 @@ def evaluate(
     active = np.ones(n_episodes, dtype=bool)
     frames = [envs[0].render()] if gif_path else []
     state, episode_start = None, np.ones(n_episodes, dtype=bool)
-    while active.any():
-        # finished episodes stay in the batch (keeping shapes fixed); their actions are ignored
-        actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=True)
-        episode_start = np.zeros(n_episodes, dtype=bool)
-        for i in np.flatnonzero(active):
-            obs[i], reward, terminated, truncated, info = envs[i].step(int(actions[i]))
-            returns[i] += reward
-            length[i] += 1
-            if gif_path and i == 0:
-                frames.append(envs[0].render())
-            if terminated or truncated:
-                active[i] = False
-                success[i] = bool(info.get("is_success", terminated and reward > 0))
+    recorder = LatentRecorder(n_episodes) if record_latents else None
+    # what came with each current observation, for the recording
+    changed = np.array([bool(info.get("changed", False)) for _, info in first])
+    agent_pos = np.array([info.get("agent_pos", (-1, -1)) for _, info in first], dtype=np.int64).reshape(-1, 2)
+    with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
+        while active.any():
+            # finished episodes stay in the batch (keeping shapes fixed); their actions are ignored
+            actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+            episode_start = np.zeros(n_episodes, dtype=bool)
+            rows = np.flatnonzero(active)
+            # fancy indexing copies: the step loop below overwrites these arrays
+            before = (obs[rows], changed[rows], agent_pos[rows], length[rows]) if recorder is not None else None
+            rewards = np.zeros(n_episodes)
+            for i in rows:
+                obs[i], rewards[i], terminated, truncated, info = envs[i].step(int(actions[i]))
+                returns[i] += rewards[i]
+                length[i] += 1
+                changed[i] = bool(info.get("changed", False))
+                agent_pos[i] = info.get("agent_pos", (-1, -1))
+                if gif_path and i == 0:
+                    frames.append(envs[0].render())
+                if terminated or truncated:
+                    active[i] = False
+                    success[i] = bool(info.get("is_success", terminated and rewards[i] > 0))
+            if recorder is not None:
+                (trace,) = traces  # exactly one forward pass per step
+                traces.clear()
+                step_obs, step_changed, step_pos, step_index = before
+                recorder.add(trace, rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index)
     for env in envs:
         env.close()
     if gif_path:
         write_gif(gif_path, frames)
-    return EvalResult(success, length, returns, shortest)
+    latents = None
+    if recorder is not None:
+        cfg = agent.model_config
+        latents = recorder.finish(
+            success,
+            agent.online.H_init.float().cpu().numpy(),
+            agent.online.L_init.float().cpu().numpy(),
+            {
+                "variant": agent.variant,
+                "env_id": agent.env_id,
+                "env_kwargs": kwargs,
+                "seed": agent.seed,
+                "eval_seed": seed,
+                "H_cycles": cfg.H_cycles,
+                "L_cycles": cfg.L_cycles,
+                "hidden_size": cfg.hidden_size,
+                "total_seq_len": cfg.total_seq_len,
+                "forward_dtype": cfg.forward_dtype,
+            },
+        )
+    return EvalResult(success, length, returns, shortest, latents)
 
 
 def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
@@ -122,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i (default 0)")
     parser.add_argument("--gif", metavar="PATH", help="write the first episode's frames as an animated GIF")
+    parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
+                        help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
+                             "(default RUN_DIR/latents.npz)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -135,13 +188,31 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    s = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif).summary()
+    result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
+                      record_latents=args.save_latents is not None)
+    s = result.summary()
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")
     print(f"success rate:    {s['success_rate']:.3f} ± {s['success_rate_se']:.3f}")
     print(f"mean length:     {s['mean_ep_length']:.2f} ± {s['mean_ep_length_se']:.2f}")
     print(f"path efficiency: {s['path_efficiency']:.3f} ± {s['path_efficiency_se']:.3f}  (successful episodes)")
     if args.gif:
         print(f"wrote {args.gif}")
+    if result.latents is not None:
+        from hrm_agent import latents
+
+        source = Path(args.run)
+        run_dir = source if source.is_dir() else source.parent
+        if run_dir.name == "checkpoints":  # a run's checkpoint file: the run directory
+            run_dir = run_dir.parent
+        path = Path(args.save_latents) if args.save_latents else run_dir / latents.DEFAULT_NAME
+        result.latents.metadata.update(source=str(source), run=run_dir.resolve().name)
+        try:
+            latents.save(path, result.latents)
+        except OSError as err:
+            print(f"error: cannot write {path}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}: {result.latents.n_steps} steps x {result.latents.iterations} iterations "
+              f"({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

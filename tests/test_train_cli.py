@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -88,6 +89,10 @@ def test_resume_continues_the_step_count(trained_run, tmp_path):
     assert "400/600 steps" in result.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] == 600 and summary["eval_history"][-1]["step"] == 600
+    # progress.csv keeps the rows logged before the resume and appends the new ones
+    rows = list(csv.DictReader((run_dir / "progress.csv").read_text().splitlines()))
+    steps = [int(r["time/total_timesteps"]) for r in rows]
+    assert steps[0] < 400 < steps[-1] == 600 and steps == sorted(steps)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -182,11 +187,15 @@ def test_learning_table_accumulates_runs_and_writes_table_and_figure(trained_run
     first = run(str(LEARNING_TABLE), str(trained_run), "--results", str(results))
     assert first.returncode == 0, first.stderr
     rows = (results / "learning_runs.csv").read_text().splitlines()
-    assert len(rows) == 2 and rows[1].startswith("DynamicMaze-v0,reset,3,400,")
-    curve = (results / "learning_curves.csv").read_text().splitlines()
-    assert [line.split(",")[4] for line in curve[1:]] == ["200", "400"]
+    (row,) = csv.DictReader(rows)
+    kwargs = "n_dynamic_walls=2 n_fixed_walls=2 size=7 toggle_prob=0.2"
+    assert (row["env"], row["env_kwargs"], row["variant"], row["seed"], row["total_steps"]) == (
+        "DynamicMaze-v0", kwargs, "reset", "3", "400")
+    assert 0 <= float(row["final_success"]) <= 1 and row["run"] == trained_run.name
+    curve = list(csv.DictReader((results / "learning_curves.csv").read_text().splitlines()))
+    assert [c["step"] for c in curve] == ["200", "400"]
     table = (results / "learning_table.md").read_text()
-    assert "| DynamicMaze-v0 | reset | 400 | 3 |" in table and table in first.stdout
+    assert f"| DynamicMaze-v0 ({kwargs}) | reset | 400 | 3 |" in table and table in first.stdout
     assert (results / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     # adding the same run again replaces it; no arguments re-tabulates what is stored
     again = run(str(LEARNING_TABLE), str(trained_run), "--results", str(results))

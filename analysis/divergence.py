@@ -1,0 +1,41 @@
+"""Divergence across environment steps: MSE(z^NT at step 1, z^NT at step t) against t, carry vs reset.
+
+    python analysis/divergence.py RUN_DIR_OR_LATENTS_FILE... [--out DIR]
+
+For z_H and z_L, the final state of each step's forward pass compared with
+that of the episode's first step; mean and 95 % confidence band over the
+episodes (pooled across runs of a variant) that lasted at least t steps.
+Reads the runs' ``latents.npz`` (``python -m hrm_agent.evaluate RUN_DIR
+--save-latents``); writes ``divergence.png``, ``.svg`` and ``.csv`` (the
+plotted numbers) to --out. Definitions: ``hrm_agent/analysis.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python analysis/divergence.py", description=__doc__.splitlines()[0])
+    parser.add_argument("sources", nargs="+", metavar="RUN", help="run directories with latents.npz, or latents files")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+
+    from hrm_agent.analysis import AnalysisError, load_latents, write_divergence
+    from hrm_agent.latents import LatentsError
+
+    try:
+        paths = write_divergence(load_latents(args.sources), args.out)
+    except (AnalysisError, LatentsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

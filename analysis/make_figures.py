@@ -1,0 +1,53 @@
+"""All figures for a set of training runs: learning curves, latent convergence and divergence.
+
+    python analysis/make_figures.py RUN_DIR... --out DIR
+
+Learning curves come from every run's TensorBoard event files; the runs that
+hold a ``latents.npz`` (``python -m hrm_agent.evaluate RUN_DIR --save-latents``)
+feed the convergence and divergence figures, which are skipped, with a note,
+when none does. Writes to --out: ``learning_curves``, ``convergence`` and
+``divergence``, each as ``.png``, ``.svg`` and ``.csv`` (the plotted numbers).
+The single figures: ``analysis/learning_curves.py``, ``convergence.py``,
+``divergence.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python analysis/make_figures.py", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="training run directories")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+
+    from hrm_agent import analysis
+    from hrm_agent.latents import DEFAULT_NAME, LatentsError
+
+    try:
+        runs = [analysis.existing_run_dir(run) for run in args.runs]
+        with_latents = [run for run in runs if (run / DEFAULT_NAME).is_file()]
+        sets = analysis.load_latents(with_latents)
+        paths = analysis.write_learning_curves(runs, args.out)
+        if sets:
+            paths += analysis.write_convergence(sets, args.out)
+            paths += analysis.write_divergence(sets, args.out)
+    except (analysis.AnalysisError, LatentsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not sets:
+        print(f"note: no run holds {DEFAULT_NAME}: convergence and divergence skipped "
+              "(record latents with: python -m hrm_agent.evaluate RUN_DIR --save-latents)")
+    else:
+        print(f"latents from {len(sets)} of {len(runs)} runs: {', '.join(run.name for run in with_latents)}")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The latent analysis of SPEC §5: metrics, the tables behind each figure, the figures.
+
+Reads only saved files: latent recordings (:mod:`hrm_agent.latents`) and a run
+directory's ``config.yaml`` and TensorBoard event files. The commands in
+``analysis/`` (``convergence.py``, ``divergence.py``, ``learning_curves.py``,
+``make_figures.py``) and the notebook ``analysis/latents.ipynb`` are thin
+wrappers around the ``write_*`` functions and tables here.
+
+Notation: ``z^i`` is the state after recurrent iteration ``i`` of a forward
+pass (``z^0`` the state it started from, ``z^{NT}`` the final one); MSE is the
+mean over all positions and hidden units of the squared difference.
+
+- **Convergence**: ``MSE(z^i, z^{NT})`` against ``i = 0 .. NT`` for ``z_H`` and
+  ``z_L``, in four conditions: variant (carry/reset) x whether the environment
+  changed in the step that produced the observation. Each episode's first step
+  is left out by default: both variants start it from the initial state.
+- **Divergence**: ``MSE(z^{NT}_{step 1}, z^{NT}_{step t})`` against the step
+  ``t = 1, 2, ...`` of an episode, carry vs reset.
+- **Learning curves**: ``eval/success_rate`` (greedy evaluation) and
+  ``rollout/success_rate`` (last 100 training episodes) against env steps.
+
+Bands are 95 % confidence intervals of the mean (``mean ± 1.96 · sd / sqrt(n)``)
+over all steps pooled across episodes and runs; steps of one episode are not
+independent, so read the bands as a guide to the noise, not a test.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hrm_agent.checkpoint import atomic_write
+from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, load
+
+Z_95 = 1.959964  # two-sided 95 % normal quantile
+LEARNING_TAGS = ("eval/success_rate", "rollout/success_rate")
+VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange"}
+CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs"]
+DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs"]
+LEARNING_FIELDS = ["run", "env", "variant", "seed", "tag", "step", "value"]
+_CHUNK = 256  # steps per block when reducing latents (bounds float32 temporaries)
+
+
+class AnalysisError(Exception):
+    """Input the analysis cannot use (missing run, no latents, mixed recordings): one line, exit code 2."""
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise MSE: ``a``, ``b`` (n, ...) of the same shape -> (n,) float64."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    out = np.empty(a.shape[0])
+    for start in range(0, a.shape[0], _CHUNK):
+        d = a[start : start + _CHUNK].astype(np.float32) - b[start : start + _CHUNK].astype(np.float32)
+        out[start : start + _CHUNK] = np.square(d).reshape(d.shape[0], -1).mean(axis=1)
+    return out
+
+
+def mse_to_final(states: np.ndarray) -> np.ndarray:
+    """``states`` (n, I, ...) -> (n, I): ``MSE(states[:, i], states[:, -1])``; the last column is 0."""
+    states = np.asarray(states)
+    n, iterations = states.shape[:2]
+    out = np.empty((n, iterations))
+    for start in range(0, n, _CHUNK):
+        block = states[start : start + _CHUNK].astype(np.float32)
+        d = block - block[:, -1:]
+        out[start : start + _CHUNK] = np.square(d).reshape(block.shape[0], iterations, -1).mean(axis=2)
+    return out
+
+
+def convergence_curves(latents: Latents, level: str) -> np.ndarray:
+    """(n, NT+1): ``MSE(z^i, z^{NT})`` for ``i = 0 .. NT`` at every recorded step (``z^0``: the start state)."""
+    z = getattr(latents, level)
+    start = mse(latents.initial_state(level), z[:, -1])
+    return np.concatenate([start[:, None], mse_to_final(z)], axis=1)
+
+
+def divergence_curves(latents: Latents, level: str) -> np.ndarray:
+    """(n,): ``MSE(z^{NT}`` of its episode's first step, ``z^{NT}`` of this step``)``; 0 on first steps."""
+    final = getattr(latents, level)[:, -1]
+    first_row = np.cumsum(latents.episode_length) - latents.episode_length
+    return mse(final[first_row[latents.episode]], final)
+
+
+def mean_ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Mean over axis 0 and its 95 % confidence interval ``(mean, low, high, n)``; NaN bounds when n < 2."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    if n == 0:
+        nan = np.full(values.shape[1:], np.nan)
+        return nan, nan, nan, 0
+    mean = values.mean(axis=0)
+    half = Z_95 * values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+    return mean, mean - half, mean + half, n
+
+
+# ------------------------------------------------------------------ tables
+
+
+def _check_compatible(sets: Sequence[Latents]) -> None:
+    if not sets:
+        raise AnalysisError("no latent recordings given")
+    envs = sorted({s.metadata["env_id"] for s in sets})
+    if len(envs) > 1:
+        raise AnalysisError(f"latents from several environments ({', '.join(envs)}): analyse them separately")
+    iterations = sorted({s.iterations for s in sets})
+    if len(iterations) > 1:
+        raise AnalysisError(f"latents with different numbers of iterations per step ({iterations}): "
+                            "analyse them separately")
+
+
+def convergence_table(sets: Sequence[Latents], include_first_step: bool = False) -> list[dict[str, Any]]:
+    """Rows ``level, variant, changed, iteration, mean, ci_low, ci_high, n, runs`` pooling all steps
+    of all recordings of a variant (each episode's first step left out unless ``include_first_step``)."""
+    _check_compatible(sets)
+    rows = []
+    for level in LEVELS:
+        for variant in sorted({s.variant for s in sets}):
+            group = [s for s in sets if s.variant == variant]
+            curves = [convergence_curves(s, level) for s in group]
+            for changed in (False, True):
+                keep = [(s.changed == changed) & (include_first_step | (s.step > 0)) for s in group]
+                picked = [c[k] for c, k in zip(curves, keep)]
+                mean, low, high, n = mean_ci(np.concatenate(picked))
+                for i in range(group[0].iterations + 1):
+                    rows.append({"level": level, "variant": variant, "changed": changed, "iteration": i,
+                                 "mean": mean[i], "ci_low": low[i], "ci_high": high[i], "n": n, "runs": len(group)})
+    return rows
+
+
+def divergence_table(sets: Sequence[Latents]) -> list[dict[str, Any]]:
+    """Rows ``level, variant, step, mean, ci_low, ci_high, n, runs``; ``step`` counts from 1; ``n`` is
+    the number of episodes that lasted that long."""
+    _check_compatible(sets)
+    rows = []
+    for level in LEVELS:
+        for variant in sorted({s.variant for s in sets}):
+            group = [s for s in sets if s.variant == variant]
+            values = np.concatenate([divergence_curves(s, level) for s in group])
+            steps = np.concatenate([s.step for s in group])
+            for t in range(int(steps.max(initial=-1)) + 1):
+                mean, low, high, n = mean_ci(values[steps == t])
+                rows.append({"level": level, "variant": variant, "step": t + 1, "mean": float(mean),
+                             "ci_low": float(low), "ci_high": float(high), "n": n, "runs": len(group)})
+    return rows
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """``run, env, variant, seed`` of a training run, from its ``config.yaml`` (else ``summary.json``)."""
+    import yaml
+
+    info: dict[str, Any] = {}
+    try:
+        if (run_dir / "config.yaml").is_file():
+            info = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        elif (run_dir / "summary.json").is_file():
+            info = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise AnalysisError(f"cannot read {run_dir}: {str(err).splitlines()[0]}") from None
+    return {"run": run_dir.name, "env": info.get("env", "?"), "variant": info.get("variant", "?"),
+            "seed": info.get("seed", "")}
+
+
+def learning_curve_rows(run_dir: str | Path, tags: Sequence[str] = LEARNING_TAGS) -> list[dict[str, Any]]:
+    """Rows ``run, env, variant, seed, tag, step, value`` of ``tags`` in the run's TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = existing_run_dir(run_dir)
+    if not any(run_dir.glob("events.out.tfevents.*")):
+        raise AnalysisError(f"{run_dir} has no TensorBoard event files (not a training run directory?)")
+    info = run_info(run_dir)
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    try:
+        accumulator.Reload()
+    except Exception as err:  # a damaged event file
+        raise AnalysisError(f"cannot read the event files of {run_dir}: {type(err).__name__}: {err}") from None
+    available = set(accumulator.Tags().get("scalars", []))
+    return [{**info, "tag": tag, "step": event.step, "value": event.value}
+            for tag in tags if tag in available for event in accumulator.Scalars(tag)]
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def existing_run_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise AnalysisError(f"no such run directory: {path}")
+    return path
+
+
+def latents_path(source: str | Path) -> Path:
+    """A run directory -> its ``latents.npz``; a file -> itself. Raises ``AnalysisError`` if missing."""
+    source = Path(source)
+    if source.is_dir():
+        path = source / DEFAULT_NAME
+        if not path.is_file():
+            raise AnalysisError(f"{source} has no {DEFAULT_NAME} "
+                                f"(record it with: python -m hrm_agent.evaluate {source} --save-latents)")
+        return path
+    if not source.is_file():
+        raise AnalysisError(f"no such run directory or latents file: {source}")
+    return source
+
+
+def load_latents(sources: Sequence[str | Path]) -> list[Latents]:
+    """The recordings of run directories or latents files (``LatentsError`` on a bad file)."""
+    return [load(latents_path(s)) for s in sources]
+
+
+# ------------------------------------------------------------------ figures
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 3.8) -> Any:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def describe(sets: Sequence[Latents]) -> str:
+    """A one-line title: env ids, and runs and episodes per variant."""
+    envs = ", ".join(sorted({s.metadata["env_id"] for s in sets}))
+    counts = []
+    for variant in sorted({s.variant for s in sets}):
+        group = [s for s in sets if s.variant == variant]
+        counts.append(f"{variant}: {len(group)} run(s), {sum(s.n_episodes for s in group)} episodes")
+    return f"{envs} ({', '.join(counts)})"
+
+
+def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int | None = None) -> Any:
+    """One panel per level; a line per variant x changed with its 95 % band. Returns the Figure."""
+    fig, axes = _figure(len(LEVELS))
+    for ax, level in zip(axes[0], LEVELS):
+        series: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if r["level"] == level:
+                series[(r["variant"], r["changed"])].append(r)
+        for (variant, changed), points in sorted(series.items()):
+            i = [p["iteration"] for p in points]
+            ax.plot(i, [p["mean"] for p in points], color=VARIANT_COLOURS.get(variant, "grey"),
+                    linestyle="--" if changed else "-", marker="o", markersize=3,
+                    label=f"{variant} z, {'changed' if changed else 'unchanged'} (n={points[0]['n']})")
+            ax.fill_between(i, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
+                            color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
+        if L_cycles:  # z_H changes only at the end of each H cycle
+            last = max((r["iteration"] for r in rows), default=0)
+            for x in range(L_cycles, last, L_cycles):
+                ax.axvline(x, color="grey", linestyle=":", linewidth=0.8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("iteration i (0 = start of the forward pass)")
+        ax.set_ylabel(f"MSE({level}^i, {level}^NT)")
+        ax.set_title(level)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Convergence within a forward pass — {title}" if title else "Convergence within a forward pass",
+                 fontsize=10)
+    return fig
+
+
+def plot_divergence(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """One panel per level; a line per variant with its 95 % band. Returns the Figure."""
+    fig, axes = _figure(len(LEVELS))
+    for ax, level in zip(axes[0], LEVELS):
+        for variant in sorted({r["variant"] for r in rows}):
+            points = [r for r in rows if r["level"] == level and r["variant"] == variant]
+            t = [p["step"] for p in points]
+            ax.plot(t, [p["mean"] for p in points], color=VARIANT_COLOURS.get(variant, "grey"), marker="o",
+                    markersize=3, label=f"{variant} z")
+            ax.fill_between(t, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
+                            color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
+        ax.set_xlabel("environment step t of the episode")
+        ax.set_ylabel(f"MSE({level}^NT step 1, {level}^NT step t)")
+        ax.set_title(level)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Divergence across environment steps — {title}" if title else "Divergence across environment steps",
+                 fontsize=10)
+    return fig
+
+
+def plot_learning_curves(rows: list[dict[str, Any]], tags: Sequence[str] = LEARNING_TAGS) -> Any:
+    """A row of panels (one per tag) per env; a line per run, coloured by variant. Returns the Figure."""
+    envs = sorted({r["env"] for r in rows}) or ["(no data)"]
+    fig, axes = _figure(len(tags), len(envs))
+    for env, panel_row in zip(envs, axes):
+        for ax, tag in zip(panel_row, tags):
+            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in rows:
+                if r["env"] == env and r["tag"] == tag:
+                    by_run[r["run"]].append(r)
+            labelled = set()
+            for run, points in sorted(by_run.items()):
+                points.sort(key=lambda p: p["step"])
+                variant = points[0]["variant"]
+                ax.plot([p["step"] for p in points], [p["value"] for p in points],
+                        color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.8, marker="." if len(points) < 20 else None,
+                        label=None if variant in labelled else f"{variant} z")
+                labelled.add(variant)
+            ax.set_title(f"{env}: {tag}", fontsize=9)
+            ax.set_xlabel("environment steps")
+            ax.set_ylabel("proportion of episodes reaching the goal")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            if labelled:
+                ax.legend(fontsize=8)
+    return fig
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def save_figure(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.png`` and ``.svg``, atomically."""
+    paths = []
+    for fmt in ("png", "svg"):
+        path = Path(out_dir) / f"{name}.{fmt}"
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))
+        paths.append(path)
+    return paths
+
+
+def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` as CSV, atomically (floats with 6 significant digits, NaN as empty)."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, (float, np.floating)):
+            return "" if not np.isfinite(value) else f"{value:.6g}"
+        return value
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: cell(r[k]) for k in fields} for r in rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    return Path(path)
+
+
+def write_convergence(sets: Sequence[Latents], out_dir: str | Path, include_first_step: bool = False) -> list[Path]:
+    """``convergence.{png,svg,csv}`` in ``out_dir``."""
+    rows = convergence_table(sets, include_first_step)
+    L_cycles = sets[0].metadata.get("L_cycles")
+    fig = plot_convergence(rows, describe(sets), L_cycles)
+    csv_path = write_csv(Path(out_dir) / "convergence.csv", CONVERGENCE_FIELDS, rows)
+    return [*save_figure(fig, out_dir, "convergence"), csv_path]
+
+
+def write_divergence(sets: Sequence[Latents], out_dir: str | Path) -> list[Path]:
+    """``divergence.{png,svg,csv}`` in ``out_dir``."""
+    rows = divergence_table(sets)
+    fig = plot_divergence(rows, describe(sets))
+    csv_path = write_csv(Path(out_dir) / "divergence.csv", DIVERGENCE_FIELDS, rows)
+    return [*save_figure(fig, out_dir, "divergence"), csv_path]
+
+
+def write_learning_curves(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """``learning_curves.{png,svg,csv}`` in ``out_dir`` from the runs' TensorBoard event files."""
+    rows = [row for run_dir in run_dirs for row in learning_curve_rows(run_dir)]
+    fig = plot_learning_curves(rows)
+    csv_path = write_csv(Path(out_dir) / "learning_curves.csv", LEARNING_FIELDS, rows)
+    return [*save_figure(fig, out_dir, "learning_curves"), csv_path]

@@ -1,0 +1,358 @@
+"""Latent recordings: the HRM state after every recurrent iteration of every evaluated step.
+
+Written by ``python -m hrm_agent.evaluate RUN_DIR --episodes 100 --save-latents``
+(default ``RUN_DIR/latents.npz``), read by :func:`load`; the analysis in
+:mod:`hrm_agent.analysis` and ``analysis/`` reads only these files.
+
+Notation as in :mod:`hrm_agent.model`: one environment step is one forward pass
+of ``N*T`` iterations (``N = H_cycles``, ``T = L_cycles``); ``z^i`` is the state
+after iteration ``i``; ``S = seq_len + 1`` positions (query token first), ``D``
+the hidden size. The recorded iterations come from the network's own trace
+(``HRMQNetwork.forward(..., trace=True)``) of the very forward pass that chose
+the action, so the last one, ``z^{NT}``, is the carry the agent continued with.
+
+File format ``hrm-agent-latents``, version 1: a compressed NumPy ``.npz`` (no
+pickled objects; ``numpy.load`` opens it as well). ``n`` recorded steps, ``E``
+episodes; rows are ordered by episode, then step.
+
+================  =======================  ==================================================
+entry             shape, dtype             meaning
+================  =======================  ==================================================
+format            () str                   ``"hrm-agent-latents"``
+version           () int64                 ``1``
+metadata          () str                   JSON object, see below
+z_H, z_L          (n, N*T, S, D) float16   entry ``[t, i-1]``: the state after iteration ``i``
+H_init, L_init    (D,) float32             the fixed initial state, ``z^0`` of every forward
+                                           pass with reset z and of each episode's first step
+obs               (n, H, W) uint8          the observation the forward pass read
+action            (n,) int64               the greedy action taken
+reward            (n,) float32             the reward that action received
+changed           (n,) bool                ``info["changed"]`` that came with ``obs``: the walls
+                                           or doors changed in the env step that produced it
+                                           (False on an episode's first observation)
+agent_pos         (n, 2) int64             ``info["agent_pos"]`` (x, y) that came with ``obs``
+step              (n,) int64               step index within the episode, from 0
+episode           (n,) int64               episode id ``0 .. E-1`` (seeded ``eval_seed + id``)
+episode_success   (E,) bool                the episode reached the goal
+episode_length    (E,) int64               steps it took (its number of rows)
+================  =======================  ==================================================
+
+``metadata``: ``variant`` (``"carry"``/``"reset"``), ``env_id``, ``env_kwargs``,
+``seed`` (the agent's training seed), ``eval_seed``, ``H_cycles``, ``L_cycles``,
+``hidden_size``, ``total_seq_len``, ``forward_dtype``, ``hrm_agent_version``,
+``created`` (UTC, ISO 8601) and, from the command line, ``source`` (the run
+directory or model file evaluated) and ``run`` (its name).
+
+Size (measured): with the default ``DynamicMaze-v0`` config (hidden 32, 2 x 2
+cycles, 82 positions) one step holds 42 KB of float16 latents, which compress
+to about 29 KB. 100 episodes of an untrained agent (4,219 steps; nearly every
+episode runs to the 44-step limit, so this is the upper bound) gave a 122 MB
+file; an agent that reaches the goal by the shortest path (9.4 steps per
+episode on average) would write about 27 MB. The size grows linearly with
+steps, ``N*T``, ``S`` and ``D``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hrm_agent.checkpoint import atomic_write
+from hrm_agent.model import HRMTrace
+
+FORMAT = "hrm-agent-latents"
+VERSION = 1
+DEFAULT_NAME = "latents.npz"
+LEVELS = ("z_H", "z_L")
+_STEP_ENTRIES = {  # per-step entries besides the latents: name -> (dtype kinds, trailing shape)
+    "action": ("iu", ()),
+    "reward": ("f", ()),
+    "changed": ("b", ()),
+    "agent_pos": ("iu", (2,)),
+    "step": ("iu", ()),
+    "episode": ("iu", ()),
+}
+_ARRAY_ENTRIES = (
+    "z_H", "z_L", "H_init", "L_init", "obs", "action", "reward", "changed", "agent_pos", "step", "episode",
+    "episode_success", "episode_length",
+)
+_METADATA_KEYS = ("variant", "env_id", "H_cycles", "L_cycles", "hidden_size", "total_seq_len")
+
+
+class LatentsError(ValueError):
+    """A latents file is missing, truncated, corrupt, foreign, of another version or inconsistent."""
+
+
+@dataclass
+class Latents:
+    """One latent recording (see the module docstring for every field's shape and meaning)."""
+
+    z_H: np.ndarray
+    z_L: np.ndarray
+    H_init: np.ndarray
+    L_init: np.ndarray
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    changed: np.ndarray
+    agent_pos: np.ndarray
+    step: np.ndarray
+    episode: np.ndarray
+    episode_success: np.ndarray
+    episode_length: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        """``"carry"`` or ``"reset"``."""
+        return self.metadata["variant"]
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.z_H.shape[0])
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode_success.shape[0])
+
+    @property
+    def iterations(self) -> int:
+        """``N*T``, recorded iterations per step."""
+        return int(self.z_H.shape[1])
+
+    @property
+    def success(self) -> np.ndarray:
+        """(n,) bool: whether each step's episode reached the goal."""
+        return self.episode_success[self.episode]
+
+    def initial_state(self, level: str) -> np.ndarray:
+        """``z^0`` of every step, (n, S, D) float16: the state its forward pass started from.
+
+        The initial state (``H_init``/``L_init`` at every position) on each episode's first
+        step and at every step with reset z; otherwise the previous step's ``z^{NT}``.
+        """
+        z = getattr(self, level)
+        init = (self.H_init if level == "z_H" else self.L_init).astype(z.dtype)
+        start = np.broadcast_to(init, (self.n_steps, *z.shape[2:])).copy()
+        if self.variant == "carry":
+            continued = np.flatnonzero(self.step > 0)
+            start[continued] = z[continued - 1, -1]
+        return start
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The file's entries except format, version and metadata."""
+        return {name: getattr(self, name) for name in _ARRAY_ENTRIES}
+
+
+# ------------------------------------------------------------------ recording
+
+
+@contextlib.contextmanager
+def record_traces(model: nn.Module) -> Iterator[list[HRMTrace]]:
+    """While active, every forward pass of ``model`` (an ``HRMQNetwork``) runs with ``trace=True`` and
+    appends its ``HRMTrace`` to the yielded list; callers still get ``(carry, q_values)``.
+
+    This records the forward passes that ``HRMAgent.predict`` makes without a second computation.
+    """
+    traces: list[HRMTrace] = []
+    requested: list[bool] = []
+
+    def before(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        requested.append(bool(kwargs.get("trace", False)))
+        return args, {**kwargs, "trace": True}
+
+    def after(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> tuple:
+        traces.append(output[2])
+        return output if requested.pop() else output[:2]
+
+    handles = [
+        model.register_forward_pre_hook(before, with_kwargs=True),
+        model.register_forward_hook(after, with_kwargs=True),
+    ]
+    try:
+        yield traces
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class LatentRecorder:
+    """Collects the steps of a batch of episodes run side by side, then builds a :class:`Latents`.
+
+    Example (what ``hrm_agent.evaluate.evaluate`` does)::
+
+        recorder = LatentRecorder(n_episodes)
+        with record_traces(agent.online) as traces:
+            actions, state = agent.predict(obs, state, episode_start)
+            recorder.add(traces.pop(), rows, obs[rows], ...)   # after stepping the envs
+        latents = recorder.finish(success, H_init, L_init, metadata)
+    """
+
+    def __init__(self, n_episodes: int) -> None:
+        self.n_episodes = n_episodes
+        self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_H", "z_L", "obs", *_STEP_ENTRIES)}
+
+    def add(
+        self,
+        trace: HRMTrace,
+        rows: np.ndarray,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        changed: np.ndarray,
+        agent_pos: np.ndarray,
+        step: np.ndarray,
+    ) -> None:
+        """One batched step. ``trace``: (N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
+        were active; the other arguments: (k, ...) per active episode, as in the file format."""
+        rows = np.asarray(rows, dtype=np.int64)
+        for level in LEVELS:
+            z = getattr(trace, level)
+            z = z[:, torch.as_tensor(rows, device=z.device)]  # (N*T, k, S, D)
+            self._columns[level].append(z.detach().float().cpu().numpy().astype(np.float16).swapaxes(0, 1))
+        for name, value in (("obs", obs), ("action", action), ("reward", reward), ("changed", changed),
+                            ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
+            self._columns[name].append(np.asarray(value))
+
+    def finish(
+        self, episode_success: np.ndarray, H_init: np.ndarray, L_init: np.ndarray, metadata: dict[str, Any]
+    ) -> Latents:
+        """Rows sorted by episode, then step; ``metadata`` gets ``hrm_agent_version`` and ``created``."""
+        from hrm_agent import __version__
+
+        if not self._columns["z_H"]:
+            raise ValueError("no steps were recorded")
+        data = {name: np.concatenate(parts) for name, parts in self._columns.items()}
+        order = np.lexsort((data["step"], data["episode"]))
+        data = {name: value[order] for name, value in data.items()}
+        return Latents(
+            z_H=data["z_H"],
+            z_L=data["z_L"],
+            H_init=np.asarray(H_init, dtype=np.float32),
+            L_init=np.asarray(L_init, dtype=np.float32),
+            obs=data["obs"].astype(np.uint8),
+            action=data["action"].astype(np.int64),
+            reward=data["reward"].astype(np.float32),
+            changed=data["changed"].astype(bool),
+            agent_pos=data["agent_pos"].astype(np.int64).reshape(-1, 2),
+            step=data["step"].astype(np.int64),
+            episode=data["episode"].astype(np.int64),
+            episode_success=np.asarray(episode_success, dtype=bool),
+            episode_length=np.bincount(data["episode"], minlength=self.n_episodes).astype(np.int64),
+            metadata={
+                **metadata,
+                "hrm_agent_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+
+
+# ------------------------------------------------------------------ file I/O
+
+
+def save(path: str | Path, latents: Latents) -> Path:
+    """Write ``latents`` to ``path`` (a compressed ``.npz``) atomically; returns the path."""
+    path = Path(path)
+    _check(latents, str(path))
+    entries = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION, dtype=np.int64),
+        "metadata": np.array(json.dumps(latents.metadata, sort_keys=True)),
+        **latents.arrays(),
+    }
+    atomic_write(path, lambda f: np.savez_compressed(f, **entries))
+    return path
+
+
+def load(path: str | Path) -> Latents:
+    """Read a file written by :func:`save`.
+
+    Raises ``LatentsError`` with a one-line reason for a missing, truncated, corrupt or foreign
+    file, another format version, or entries whose shapes do not fit together.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LatentsError(f"no such latents file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if "format" not in names or str(npz["format"]) != FORMAT:
+                raise LatentsError(f"{path} is not an hrm-agent latents file")
+            version = int(npz["version"]) if "version" in names else None
+            if version != VERSION:
+                raise LatentsError(
+                    f"{path} has latents format version {version}, this hrm-agent reads version {VERSION}"
+                )
+            missing = [name for name in ("metadata", *_ARRAY_ENTRIES) if name not in names]
+            if missing:
+                raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
+            metadata = json.loads(str(npz["metadata"]))
+            arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
+    except LatentsError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LatentsError(f"{path} is truncated, corrupt or not an .npz file ({reason})") from None
+    except Exception as err:  # zlib.error and friends from a damaged member
+        raise LatentsError(f"{path} is truncated or corrupt ({type(err).__name__})") from None
+    if not isinstance(metadata, dict):
+        raise LatentsError(f"{path}: metadata is not a JSON object")
+    latents = Latents(**arrays, metadata=metadata)
+    _check(latents, str(path))
+    return latents
+
+
+def _check(latents: Latents, name: str) -> None:
+    """Raise ``LatentsError`` unless the entries' shapes and the metadata fit together."""
+
+    def fail(reason: str) -> None:
+        raise LatentsError(f"{name}: {reason}")
+
+    meta = latents.metadata
+    missing = [key for key in _METADATA_KEYS if key not in meta]
+    if missing:
+        fail(f"metadata lacks {', '.join(missing)}")
+    if meta["variant"] not in ("carry", "reset"):
+        fail(f"variant must be 'carry' or 'reset', got {meta['variant']!r}")
+    z_H, z_L = latents.z_H, latents.z_L
+    expected = (meta["H_cycles"] * meta["L_cycles"], meta["total_seq_len"], meta["hidden_size"])
+    if z_H.ndim != 4 or z_H.shape[1:] != expected:
+        fail(f"z_H has shape {z_H.shape}, expected (n, {', '.join(map(str, expected))}) (n, N*T, S, D)")
+    if z_L.shape != z_H.shape:
+        fail(f"z_L has shape {z_L.shape}, z_H {z_H.shape}")
+    if not (np.issubdtype(z_H.dtype, np.floating) and np.issubdtype(z_L.dtype, np.floating)):
+        fail("z_H and z_L must be floating point")
+    n, D = z_H.shape[0], expected[2]
+    for init in ("H_init", "L_init"):
+        if getattr(latents, init).shape != (D,):
+            fail(f"{init} has shape {getattr(latents, init).shape}, expected ({D},)")
+    if latents.obs.ndim != 3 or latents.obs.shape[0] != n:
+        fail(f"obs has shape {latents.obs.shape}, expected ({n}, H, W)")
+    for entry, (kinds, trailing) in _STEP_ENTRIES.items():
+        value = getattr(latents, entry)
+        if value.shape != (n, *trailing) or value.dtype.kind not in kinds:
+            shape = ", ".join(map(str, (n, *trailing)))
+            fail(f"{entry} has shape {value.shape} and dtype {value.dtype}, expected ({shape}) of kind {kinds!r}")
+    E = latents.episode_success.shape
+    if len(E) != 1 or latents.episode_length.shape != E:
+        fail(f"episode_success {latents.episode_success.shape} and episode_length {latents.episode_length.shape} "
+             "must both be (E,)")
+    if n and (latents.episode.min() < 0 or latents.episode.max() >= E[0]):
+        fail(f"episode ids must lie in [0, {E[0]})")
+    if not np.array_equal(np.bincount(latents.episode, minlength=E[0]), latents.episode_length):
+        fail("episode_length does not match the rows recorded per episode")
+    if n and np.any(np.diff(latents.episode) < 0):
+        fail("rows must be ordered by episode")
+    first_row = np.cumsum(latents.episode_length) - latents.episode_length
+    if not np.array_equal(latents.step, np.arange(n) - first_row[latents.episode]):
+        fail("each episode's rows must hold its steps 0, 1, 2, ... in order")

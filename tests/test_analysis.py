@@ -1,0 +1,261 @@
+"""The latent analysis: metrics on synthetic latents with known answers, and the analysis commands
+and notebook on tiny training runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hrm_agent import analysis
+from hrm_agent.latents import Latents, load
+
+from test_train_cli import TINY_ARGS, assert_user_error
+
+ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
+COMMANDS = ("convergence", "divergence", "learning_curves", "make_figures")
+
+
+# ------------------------------------------------------------------ synthetic latents
+
+
+def synthetic(z_H, episode_length=None, variant="reset", changed=None, init=0.0) -> Latents:
+    """A recording with z_H = z_L = ``z_H`` (n, N*T, S, D) and the initial state ``init`` everywhere."""
+    z_H = np.asarray(z_H, dtype=np.float16)
+    n, iterations, S, D = z_H.shape
+    lengths = np.asarray(episode_length if episode_length is not None else [n])
+    return Latents(
+        z_H=z_H, z_L=z_H.copy(), H_init=np.full(D, init, np.float32), L_init=np.full(D, init, np.float32),
+        obs=np.zeros((n, 3, 3), np.uint8), action=np.zeros(n, np.int64), reward=np.zeros(n, np.float32),
+        changed=np.zeros(n, bool) if changed is None else np.asarray(changed, bool),
+        agent_pos=np.zeros((n, 2), np.int64), step=np.concatenate([np.arange(k) for k in lengths]),
+        episode=np.repeat(np.arange(len(lengths)), lengths), episode_success=np.zeros(len(lengths), bool),
+        episode_length=lengths,
+        metadata={"variant": variant, "env_id": "Test-v0", "H_cycles": iterations, "L_cycles": 1,
+                  "hidden_size": D, "total_seq_len": S},
+    )
+
+
+def test_geometric_convergence_gives_the_expected_curve():
+    # z^i = r^i at every position and unit (z^0 = 1 = the initial state): MSE(z^i, z^NT) = (r^i - r^NT)^2
+    r, NT = 0.5, 6
+    z = np.broadcast_to((r ** np.arange(1, NT + 1))[None, :, None, None], (3, NT, 5, 4))
+    lat = synthetic(z, init=1.0)
+    expected = (r ** np.arange(NT + 1) - r**NT) ** 2
+    np.testing.assert_allclose(analysis.convergence_curves(lat, "z_L"), np.tile(expected, (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(analysis.mse_to_final(z)[0], expected[1:], rtol=1e-6)
+
+
+def test_carry_z_starts_each_step_from_the_previous_final_state():
+    # step t ends at t + 1; with carry z step t > 0 starts from t, so MSE(z^0, z^NT) = 1
+    z = np.broadcast_to((np.arange(3.0) + 1)[:, None, None, None], (3, 2, 2, 2))
+    carry, reset = synthetic(z, variant="carry"), synthetic(z, variant="reset")
+    np.testing.assert_allclose(analysis.convergence_curves(carry, "z_H")[:, 0], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(analysis.convergence_curves(reset, "z_H")[:, 0], [1.0, 4.0, 9.0])
+
+
+def test_identical_states_give_zero():
+    z = np.ones((4, 3, 2, 2))
+    lat = synthetic(z, episode_length=[2, 2], init=1.0, variant="carry")
+    assert not analysis.convergence_curves(lat, "z_H").any()
+    assert not analysis.divergence_curves(lat, "z_L").any()
+    assert not analysis.mse(z, z).any()
+
+
+def test_divergence_compares_each_step_with_its_episode_first_step():
+    # final state of step t is t (each episode starting again at 0): MSE = t^2
+    lengths = [4, 2]
+    finals = np.concatenate([np.arange(k, dtype=float) for k in lengths])
+    lat = synthetic(np.broadcast_to(finals[:, None, None, None], (6, 2, 3, 3)), episode_length=lengths)
+    np.testing.assert_allclose(analysis.divergence_curves(lat, "z_H"), finals**2)
+    rows = [r for r in analysis.divergence_table([lat]) if r["level"] == "z_H"]
+    assert [(r["step"], r["mean"], r["n"]) for r in rows] == [(1, 0, 2), (2, 1, 2), (3, 4, 1), (4, 9, 1)]
+
+
+def test_mean_ci_is_the_normal_95_percent_interval():
+    mean, low, high, n = analysis.mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    half = 1.959964 * np.std([1, 2, 3, 4], ddof=1) / 2
+    assert n == 4 and mean == 2.5 and np.isclose(low, 2.5 - half) and np.isclose(high, 2.5 + half)
+    assert np.isnan(analysis.mean_ci(np.array([1.0]))[1])
+
+
+def test_convergence_table_splits_changed_steps_and_leaves_out_first_steps():
+    rng = np.random.default_rng(0)
+    changed = [False, True, False, False, False, True]
+    lat = synthetic(rng.normal(size=(6, 4, 2, 2)), episode_length=[3, 3], changed=changed, variant="carry")
+    curves = analysis.convergence_curves(lat, "z_L")
+    cases = ((False, {False: [2, 4], True: [1, 5]}), (True, {False: [0, 2, 3, 4], True: [1, 5]}))
+    for include_first, expected in cases:
+        rows = analysis.convergence_table([lat], include_first_step=include_first)
+        for flag, picked in expected.items():
+            got = [r for r in rows if r["level"] == "z_L" and r["changed"] == flag]
+            assert [r["iteration"] for r in got] == [0, 1, 2, 3, 4] and {r["n"] for r in got} == {len(picked)}
+            np.testing.assert_allclose([r["mean"] for r in got], curves[picked].mean(axis=0))
+
+
+def test_latents_from_different_environments_are_not_pooled():
+    a, b = synthetic(np.zeros((2, 2, 2, 2))), synthetic(np.zeros((2, 2, 2, 2)))
+    b.metadata["env_id"] = "Other-v0"
+    with pytest.raises(analysis.AnalysisError, match="several environments"):
+        analysis.convergence_table([a, b])
+
+
+# ------------------------------------------------------------------ commands on tiny runs
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A carry-z and a reset-z tiny training run with recorded latents (trained side by side)."""
+    root = tmp_path_factory.mktemp("analysis_runs")
+    dirs = {v: root / f"maze_{v}" for v in ("carry", "reset")}
+    training = [start("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--run-dir", str(d), f"--{v}-z",
+                      "--seed", str(i), "--total-steps", "200", "--set=eval_freq=100", "--set=checkpoint_freq=0",
+                      *TINY_ARGS) for i, (v, d) in enumerate(dirs.items())]
+    for proc in training:
+        finish(proc)
+    evaluating = [start("-m", "hrm_agent.evaluate", str(dirs["carry"]), "--episodes", "3", "--save-latents"),
+                  start("-m", "hrm_agent.evaluate", str(dirs["reset"]), "--episodes", "3", "--save-latents",
+                        str(dirs["reset"] / "latents.npz"))]
+    outputs = [finish(proc) for proc in evaluating]
+    assert all("wrote" in out and "steps x 4 iterations" in out for out in outputs), outputs
+    return dirs
+
+
+def command(name: str):
+    """An analysis command's module, to call its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(f"analysis_{name}", ANALYSIS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_figure(out: Path, name: str) -> list[dict[str, str]]:
+    assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (out / f"{name}.svg").read_bytes()[:1000]
+    assert not list(out.glob(".*.tmp"))
+    return read_csv(out / f"{name}.csv")
+
+
+def test_evaluate_saves_latents_in_the_run_directory(runs):
+    lat = load(runs["carry"] / "latents.npz")
+    assert lat.variant == "carry" and lat.n_episodes == 3 and lat.iterations == 4
+    assert lat.metadata["run"] == "maze_carry" and lat.metadata["source"] == str(runs["carry"])
+    assert load(runs["reset"] / "latents.npz").variant == "reset"
+
+
+def test_convergence_command(runs, tmp_path, capsys):
+    assert command("convergence").main([str(runs["carry"]), str(runs["reset"] / "latents.npz"),
+                                        "--out", str(tmp_path)]) == 0
+    rows = assert_figure(tmp_path, "convergence")
+    assert len(rows) == 2 * 2 * 2 * 5  # level x variant x changed x iterations 0..4
+    assert all(float(r["mean"]) == 0 for r in rows if r["iteration"] == "4" and r["n"] != "0")
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_divergence_command(runs, tmp_path):
+    assert command("divergence").main([str(runs["carry"]), str(runs["reset"]), "--out", str(tmp_path)]) == 0
+    rows = assert_figure(tmp_path, "divergence")
+    assert {(r["level"], r["variant"]) for r in rows} == {(l, v) for l in ("z_H", "z_L") for v in ("carry", "reset")}
+    assert all(float(r["mean"]) == 0 for r in rows if r["step"] == "1")
+
+
+def test_learning_curves_command(runs, tmp_path):
+    assert command("learning_curves").main([str(runs["carry"]), str(runs["reset"]), "--out", str(tmp_path)]) == 0
+    rows = assert_figure(tmp_path, "learning_curves")
+    evals = [(r["run"], r["variant"], r["step"]) for r in rows if r["tag"] == "eval/success_rate"]
+    assert evals == [("maze_carry", "carry", "100"), ("maze_carry", "carry", "200"),
+                     ("maze_reset", "reset", "100"), ("maze_reset", "reset", "200")]
+    assert {r["tag"] for r in rows} == {"eval/success_rate", "rollout/success_rate"}
+
+
+def test_make_figures_builds_every_figure(runs, tmp_path):
+    result = run(str(ANALYSIS / "make_figures.py"), str(runs["carry"]), str(runs["reset"]), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("learning_curves", "convergence", "divergence"):
+        assert assert_figure(tmp_path, name)
+    assert "latents from 2 of 2 runs" in result.stdout
+
+
+def test_make_figures_skips_the_latent_figures_when_no_run_has_latents(runs, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(runs["reset"], bare, ignore=shutil.ignore_patterns("latents.npz"))
+    assert command("make_figures").main([str(bare), "--out", str(tmp_path / "out")]) == 0
+    assert "convergence and divergence skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "learning_curves.csv", "learning_curves.png", "learning_curves.svg"]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help(name):
+    result = run(str(ANALYSIS / f"{name}.py"), "--help", timeout=30)
+    assert result.returncode == 0 and "usage: python analysis/" in result.stdout
+
+
+def test_missing_latents_give_one_line_and_exit_code_2(runs, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    result = run(str(ANALYSIS / "convergence.py"), str(bare), "--out", str(tmp_path / "out"))
+    assert_user_error(result, "has no latents.npz", "--save-latents")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_bad_input_gives_one_line_and_exit_code_2(name, runs, tmp_path, capsys):
+    main = command(name).main
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    if name in ("convergence", "divergence", "make_figures"):
+        broken = tmp_path / "broken"
+        shutil.copytree(runs["carry"], broken)
+        (broken / "latents.npz").write_bytes(b"PK\x03\x04 truncated")
+        assert main([str(broken), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "truncated, corrupt" in err and len(err.strip().splitlines()) == 1
+    if name == "learning_curves":
+        assert main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+        assert "no TensorBoard event files" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("HRM_LATENT_RUNS", os.pathsep.join(str(d) for d in runs.values()))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = nbformat.read(ANALYSIS / "latents.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # stored clean
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(ANALYSIS)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the two figures
+    assert any("carry z" in o.get("text", "") for o in outputs)
