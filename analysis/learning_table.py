@@ -12,8 +12,8 @@ history in ``analysis/results/learning_curves.csv``, and writes from them:
 - ``analysis/results/learning_table.md``: per env x variant, mean ± standard
   error over seeds of the final greedy success rate and path efficiency, env
   steps to first reach 90 % success, wall-clock;
-- ``analysis/results/learning_curves.png``: greedy success against env steps,
-  one line per run.
+- ``analysis/results/learning_curves.png`` (and ``.svg``): greedy success
+  against env steps, one line per run.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hrm_agent.analysis import save_figure, write_csv
+from hrm_agent.checkpoint import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUN_FIELDS = [
@@ -81,16 +84,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
-
-
-def write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in fields} for r in rows)
-    tmp.replace(path)
 
 
 def number(value: Any) -> float | None:
@@ -169,11 +162,8 @@ def plot(curves: list[dict[str, str]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path.parent, path.stem)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(runs_path, RUN_FIELDS, rows)
     write_csv(curves_path, CURVE_FIELDS, curves)
     markdown = table([{k: str(v) for k, v in r.items()} for r in rows])
-    (args.results / "learning_table.md").write_text(markdown)
+    atomic_write(args.results / "learning_table.md", lambda f: f.write(markdown.encode()))
     plot([{k: str(v) for k, v in c.items()} for c in curves], args.results / "learning_curves.png")
     print(markdown, end="")
     print(f"wrote {runs_path}, {curves_path}, {args.results / 'learning_table.md'}, "

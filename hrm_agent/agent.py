@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target
-from hrm_agent.hyperparams import AgentConfig, ConfigError, format_validation_error
+from hrm_agent.hyperparams import AgentConfig, ConfigError, format_validation_error, resolve_config
 from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.replay import ReplayBuffer
 from hrm_agent.tokens import Tokenizer
@@ -97,7 +97,9 @@ class HRMAgent:
     Args:
         env: an env id (``"DynamicMaze-v0"``) or an env made with ``gym.make`` (its id and kwargs are used
             to make the ``n_envs`` training environments).
-        config: an ``AgentConfig`` or a dict of its fields (defaults: ``AgentConfig()``).
+        config: an ``AgentConfig`` (used as is), or a dict of its fields applied over the env's tuned
+            defaults in ``hyperparams.yaml`` exactly as the CLI's ``--config`` file is (``model`` merged
+            field by field); invalid values raise ``ConfigError``.
         seed: seeds the network init, exploration, replay sampling and the environments.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         env_kwargs: extra ``gym.make`` kwargs (when ``env`` is an id).
@@ -126,7 +128,8 @@ class HRMAgent:
             if env.spec is None:
                 raise ValueError("pass an env made with gym.make (it needs a spec to be re-created), or its id")
             self.env_id, self.env_kwargs = env.spec.id, {**env.spec.kwargs, **(env_kwargs or {})}
-        self.config = config if isinstance(config, AgentConfig) else AgentConfig(**(config or {}))
+        # a mapping (or None) is applied over the env's tuned defaults, as the CLI does
+        self.config = config if isinstance(config, AgentConfig) else resolve_config(self.env_id, params=config or {})
         self.seed = seed
         self.device = resolve_device(device)
         self.run_dir = None if run_dir is None else Path(run_dir)

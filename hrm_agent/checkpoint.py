@@ -28,12 +28,22 @@ class CheckpointError(ValueError):
     """A model/checkpoint file is missing, corrupt, foreign or of another version."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, then rename it to ``path``."""
+    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, then rename it to ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

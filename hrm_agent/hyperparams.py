@@ -130,12 +130,15 @@ def resolve_config(
     overrides: list[str] | None = None,
     carry_z: bool | None = None,
     base: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> AgentConfig:
-    """Defaults for ``env_id`` (or ``base``) <- config file <- ``key=value`` overrides <- ``carry_z`` flag.
+    """Defaults for ``env_id`` (or ``base``) <- config file <- ``key=value`` overrides <- ``params`` <- ``carry_z``.
+
+    ``params`` is a mapping of hyperparameters as in a config file (``model`` a mapping
+    merged field by field), e.g. what a Python user passes to ``HRMAgent``.
 
     Raises ``ConfigError`` with a one-line message on any problem.
     """
-    params = default_hyperparams(env_id) if base is None else {**base, "model": dict(base.get("model", {}))}
     layers = [_read_yaml(Path(config_file))] if config_file is not None else []
     for text in overrides or []:
         path, value = parse_override(text)
@@ -145,16 +148,19 @@ def resolve_config(
             node = node.setdefault(part, {})
         node[path[-1]] = value
         layers.append(layer)
+    if params is not None:
+        layers.append(params)
+    merged = default_hyperparams(env_id) if base is None else {**base, "model": dict(base.get("model", {}))}
     for layer in layers:
         for key, value in layer.items():
             if key == "model" and isinstance(value, dict):
-                params["model"] = {**params.get("model", {}), **value}
+                merged["model"] = {**merged.get("model", {}), **value}
             else:
-                params[key] = value
+                merged[key] = value
     if carry_z is not None:
-        params["carry_z"] = carry_z
+        merged["carry_z"] = carry_z
     try:
-        return AgentConfig(**params)
+        return AgentConfig(**merged)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
 

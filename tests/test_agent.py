@@ -176,3 +176,15 @@ def test_learns_a_tiny_maze_quickly():
     agent.learn(4_000)
     result = evaluate(agent, 50, seed=123).summary()
     assert before < 0.6 and result["success_rate"] >= 0.9, (before, result)
+
+
+def test_a_dict_config_applies_over_the_tuned_defaults_like_the_cli():
+    from hrm_agent.hyperparams import ConfigError, default_hyperparams, resolve_config
+
+    agent = HRMAgent("FourRooms-v0", {"learning_rate": 3e-4, "model": {"hidden_size": 16}})
+    tuned = default_hyperparams("FourRooms-v0")
+    assert agent.config == resolve_config("FourRooms-v0", None, ["learning_rate=3e-4", "model.hidden_size=16"])
+    assert agent.config.n_envs == tuned["n_envs"] and agent.model_config.num_heads == tuned["model"]["num_heads"]
+    assert agent.model_config.hidden_size == 16
+    with pytest.raises(ConfigError, match="learning_rate"):
+        HRMAgent("FourRooms-v0", {"learning_rate": -1})
