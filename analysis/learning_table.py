@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from hrm_agent.analysis import save_figure, write_csv
+from hrm_agent.analysis import VARIANT_COLOURS, save_figure, variant_label, write_csv
 from hrm_agent.checkpoint import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -140,7 +140,6 @@ def plot(curves: list[dict[str, str]], path: Path) -> None:
 
     envs = sorted({env_label(c) for c in curves})
     fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(5.5 * max(len(envs), 1), 4), squeeze=False)
-    colours = {"carry": "tab:blue", "reset": "tab:orange"}
     for ax, env in zip(axes[0], envs):
         by_run: dict[str, list[tuple[int, float]]] = defaultdict(list)
         variant_of = {}
@@ -152,8 +151,8 @@ def plot(curves: list[dict[str, str]], path: Path) -> None:
         for run, points in sorted(by_run.items()):
             points.sort()
             variant = variant_of[run]
-            ax.plot(*zip(*points), color=colours.get(variant, "grey"), alpha=0.8,
-                    label=None if variant in labelled else f"{variant} z")
+            ax.plot(*zip(*points), color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.8,
+                    label=None if variant in labelled else variant_label(variant))
             labelled.add(variant)
         ax.set_title(env)
         ax.set_xlabel("environment steps")

@@ -41,7 +41,13 @@ from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, load
 
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 LEARNING_TAGS = ("eval/success_rate", "rollout/success_rate")
-VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange"}
+VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green", "ppo": "tab:red",
+                   "recurrent-ppo": "tab:purple"}
+
+
+def variant_label(variant: str) -> str:
+    """Legend text: ``carry z``/``reset z`` for the HRM variants, the algorithm name for baselines."""
+    return f"{variant} z" if variant in ("carry", "reset") else variant
 CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs"]
 DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs"]
 LEARNING_FIELDS = ["run", "env", "variant", "seed", "tag", "step", "value"]
@@ -277,7 +283,7 @@ def plot_divergence(rows: list[dict[str, Any]], title: str = "") -> Any:
             points = [r for r in rows if r["level"] == level and r["variant"] == variant]
             t = [p["step"] for p in points]
             ax.plot(t, [p["mean"] for p in points], color=VARIANT_COLOURS.get(variant, "grey"), marker="o",
-                    markersize=3, label=f"{variant} z")
+                    markersize=3, label=variant_label(variant))
             ax.fill_between(t, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
                             color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
         ax.set_xlabel("environment step t of the episode")
@@ -306,7 +312,7 @@ def plot_learning_curves(rows: list[dict[str, Any]], tags: Sequence[str] = LEARN
                 variant = points[0]["variant"]
                 ax.plot([p["step"] for p in points], [p["value"] for p in points],
                         color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.8, marker="." if len(points) < 20 else None,
-                        label=None if variant in labelled else f"{variant} z")
+                        label=None if variant in labelled else variant_label(variant))
                 labelled.add(variant)
             ax.set_title(f"{env}: {tag}", fontsize=9)
             ax.set_xlabel("environment steps")

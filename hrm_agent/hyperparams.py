@@ -102,14 +102,24 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def hyperparams_table() -> dict[str, Any]:
+    """The package's ``hyperparams.yaml``, parsed."""
+    return yaml.safe_load(resources.files("hrm_agent").joinpath("hyperparams.yaml").read_text()) or {}
+
+
+def env_defaults(section: dict[str, Any], env_id: str, nested: tuple[str, ...] = ("model",)) -> dict[str, Any]:
+    """A section's ``default`` entry overridden by its ``env_id`` entry (keys in ``nested`` merged field by field)."""
+    params = dict(section.get("default") or {})
+    specific = section.get(env_id.split(":")[-1]) or {}
+    params.update({k: v for k, v in specific.items() if k not in nested})
+    for key in nested:
+        params[key] = {**params.get(key, {}), **specific.get(key, {})}
+    return params
+
+
 def default_hyperparams(env_id: str) -> dict[str, Any]:
     """Tuned defaults for ``env_id`` from the package's ``hyperparams.yaml`` (``default`` entry otherwise)."""
-    table = yaml.safe_load(resources.files("hrm_agent").joinpath("hyperparams.yaml").read_text())
-    params = dict(table.get("default", {}))
-    specific = table.get(env_id.split(":")[-1], {})
-    params.update({k: v for k, v in specific.items() if k != "model"})
-    params["model"] = {**params.get("model", {}), **specific.get("model", {})}
-    return params
+    return env_defaults(hyperparams_table(), env_id)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -122,6 +132,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         parsed = value
     return key.strip().split("."), parsed
+
+
+def override_layers(config_file: str | Path | None, overrides: list[str] | None) -> list[dict[str, Any]]:
+    """The config file's mapping, then one mapping per ``key=value`` override (dotted keys nest)."""
+    layers = [_read_yaml(Path(config_file))] if config_file is not None else []
+    for text in overrides or []:
+        path, value = parse_override(text)
+        layer: dict[str, Any] = {}
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        layers.append(layer)
+    return layers
+
+
+def merge_layers(
+    merged: dict[str, Any], layers: list[dict[str, Any]], nested: tuple[str, ...] = ("model",)
+) -> dict[str, Any]:
+    """Apply ``layers`` over ``merged`` in order; a mapping given for a key in ``nested`` is merged field by field."""
+    for layer in layers:
+        for key, value in layer.items():
+            if key in nested and isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
 
 
 def resolve_config(
@@ -139,24 +176,11 @@ def resolve_config(
 
     Raises ``ConfigError`` with a one-line message on any problem.
     """
-    layers = [_read_yaml(Path(config_file))] if config_file is not None else []
-    for text in overrides or []:
-        path, value = parse_override(text)
-        layer: dict[str, Any] = {}
-        node = layer
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-        layers.append(layer)
+    layers = override_layers(config_file, overrides)
     if params is not None:
         layers.append(params)
     merged = default_hyperparams(env_id) if base is None else {**base, "model": dict(base.get("model", {}))}
-    for layer in layers:
-        for key, value in layer.items():
-            if key == "model" and isinstance(value, dict):
-                merged["model"] = {**merged.get("model", {}), **value}
-            else:
-                merged[key] = value
+    merged = merge_layers(merged, layers)
     if carry_z is not None:
         merged["carry_z"] = carry_z
     try:

@@ -15,27 +15,27 @@ checkpoint. Watch with ``tensorboard --logdir runs``.
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
-import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import yaml
 
-from hrm_agent import __version__
 from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent, TrainingDiverged
-from hrm_agent.checkpoint import CheckpointError, atomic_write
-from hrm_agent.hyperparams import ConfigError, parse_override, resolve_config
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
+from hrm_agent.checkpoint import CheckpointError
+from hrm_agent.hyperparams import ConfigError, resolve_config
+from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
+    EXIT_USAGE,
+    UsageError,
+    check_env_id,
+    default_run_dir,
+    json_safe,
+    package_versions,
+    parse_env_kwargs,
+    summary_record,
+    write_json,
+    write_yaml,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,48 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise UsageError naming the registered ids when ``env_id`` is unknown."""
-    try:
-        gym.spec(env_id)
-        return
-    except (gym.error.Error, ModuleNotFoundError, ImportError):
-        pass
-    ids = sorted(gym.registry)
-    ours = [i for i in ("DynamicMaze-v0", "FourRooms-v0") if i in gym.registry]
-    close = difflib.get_close_matches(env_id.split(":")[-1], ids, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise UsageError(
-        f"unknown env id {env_id!r}{hint}; registered: {', '.join(ours)} and {len(ids) - len(ours)} more "
-        "(list them with: python -c 'import gymnasium; gymnasium.pprint_registry()')"
-    )
-
-
-def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
-    kwargs = {}
-    for item in items:
-        try:
-            path, value = parse_override(item)
-        except ConfigError as err:
-            raise UsageError(str(err).replace("override", "--env-kwarg")) from None
-        kwargs[".".join(path)] = value
-    return kwargs
-
-
-def default_run_dir(env_id: str, variant: str, seed: int) -> Path:
-    """CleanRL-style ``runs/{env}__{variant}__{seed}__{timestamp}``."""
-    name = env_id.split(":")[-1].replace("/", "-")
-    return Path("runs") / f"{name}__{variant}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: f.write(yaml.safe_dump(data, sort_keys=False).encode()))
-
-
 def resolved_record(agent: HRMAgent, device: str) -> dict[str, Any]:
-    import minigrid
-    import torch
-
     return {
         "env": agent.env_id,
         "env_kwargs": agent.env_kwargs,
@@ -115,39 +74,14 @@ def resolved_record(agent: HRMAgent, device: str) -> dict[str, Any]:
         "device": device,
         "agent": agent.config.model_dump(),
         "model": agent.model_config.model_dump(),
-        "versions": {"hrm_agent": __version__, "torch": str(torch.__version__),
-                     "gymnasium": gym.__version__, "minigrid": minigrid.__version__},
+        "versions": package_versions(),
     }
 
 
 def summarise(agent: HRMAgent) -> dict[str, Any]:
     """What a results table needs: final greedy eval, steps to first reach 90 %, wall-clock."""
-    import torch
-
-    history = agent.eval_history
-    first_90 = next((h["step"] for h in history if h["success_rate"] >= 0.9), None)
-    return {
-        "env": agent.env_id,
-        "variant": agent.variant,
-        "seed": agent.seed,
-        "total_steps": agent.num_timesteps,
-        "wall_clock_s": round(agent.wall_time, 1),
-        "threads": torch.get_num_threads(),
-        "final_eval": history[-1] if history else None,
-        "steps_to_90": first_90,
-        "eval_history": history,
-    }
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf (e.g. path efficiency with no successful episode) become ``null`` so the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+    return summary_record(agent.env_id, agent.variant, agent.seed, agent.num_timesteps, agent.wall_time,
+                          agent.eval_history)
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
@@ -171,10 +105,14 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
             requested.append("env kwargs differ")
         have = agent.config.model_dump()
         wanted = resolve_config(agent.env_id, args.config, overrides_from(args), args.carry_z, base=have).model_dump()
-        requested += [f"{k} is {have[k]} in the checkpoint, {wanted[k]} here" for k in have if wanted[k] != have[k]]
+        requested += [f"{k} is {have[k]} in the checkpoint, {wanted[k]} here"
+                      for k in have if wanted[k] != have[k] and k != "total_steps"]  # the budget may be extended
         if requested:
             raise UsageError("resuming with a config that does not match the checkpoint: " + "; ".join(requested))
         total = args.total_steps if args.total_steps is not None else agent.total_timesteps
+        if total < 1:
+            raise UsageError(f"--total-steps must be positive, got {total}")
+        agent.config = agent.config.model_copy(update={"total_steps": total})
         return agent, max(total - agent.num_timesteps, 0)
 
     if args.env is None:
@@ -185,6 +123,7 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     total = config.total_steps if args.total_steps is None else args.total_steps
     if total < 1:
         raise UsageError(f"--total-steps must be positive, got {total}")
+    config = config.model_copy(update={"total_steps": total})  # config.yaml records the budget actually run
     run_dir = args.run_dir or default_run_dir(args.env, "carry" if config.carry_z else "reset", seed)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"run directory {run_dir} already exists and is not empty; "
@@ -215,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = agent.run_dir
     assert run_dir is not None
     run_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume is None:
-        write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
+    # a resume rewrites it only to record an extended budget (everything else must match the checkpoint)
+    write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
     print(f"run dir: {run_dir}  ({agent.env_id}, {agent.variant} z, seed {agent.seed}, "
           f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})")
     try:
@@ -229,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Continue with: python -m hrm_agent.train --resume {run_dir}")
         return 130
     summary = summarise(agent)
-    atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(json_safe(summary), indent=2).encode()))
+    write_json(run_dir / "summary.json", summary)
     final = summary["final_eval"]
     if final is not None:
         print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "

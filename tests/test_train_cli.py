@@ -55,7 +55,7 @@ def test_cli_writes_config_events_checkpoint_model_and_summary(trained_run):
     config = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert config["env"] == "DynamicMaze-v0" and config["seed"] == 3 and config["variant"] == "reset"
     assert config["agent"]["carry_z"] is False and config["model"]["hidden_size"] == TINY_MODEL["hidden_size"]
-    assert config["env_kwargs"] == TINY_ENV
+    assert config["env_kwargs"] == TINY_ENV and config["agent"]["total_steps"] == 400  # the budget run
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["total_steps"] == 400 and [h["step"] for h in summary["eval_history"]] == [200, 400]
     assert "eval/success_rate" in (trained_run / "progress.csv").read_text().splitlines()[0]
@@ -89,6 +89,7 @@ def test_resume_continues_the_step_count(trained_run, tmp_path):
     assert "400/600 steps" in result.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] == 600 and summary["eval_history"][-1]["step"] == 600
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["agent"]["total_steps"] == 600
     # progress.csv keeps the rows logged before the resume and appends the new ones
     rows = list(csv.DictReader((run_dir / "progress.csv").read_text().splitlines()))
     steps = [int(r["time/total_timesteps"]) for r in rows]

@@ -10,6 +10,8 @@ import sys
 SUBCOMMANDS = {
     "env": ("hrm_agent.bench.env", "random-action stepping speed of our envs vs minigrid's FourRooms"),
     "model": ("hrm_agent.bench.model", "HRM Q-network update time, FLOPs and FLOP utilisation"),
+    "learn": ("hrm_agent.bench.learn", "HRM carry/reset z vs SB3 DQN, PPO, RecurrentPPO and the BFS oracle on a budget"),
+    "train": ("hrm_agent.bench.train", "training-loop throughput of the HRM learner vs SB3 DQN, and where it goes"),
 }
 
 

@@ -1,0 +1,521 @@
+"""``python -m hrm_agent.bench learn``: how well and how fast each learner learns one env on a fixed budget.
+
+Trains, for seeds ``0 .. K-1``, the HRM agent with carry z and with reset z
+(``python -m hrm_agent.train``) and stable-baselines3 DQN, PPO and sb3-contrib
+RecurrentPPO (``python -m hrm_agent.baselines``), each as its own process with
+``--threads 1``, up to ``--jobs`` at a time, and evaluates the BFS oracle (the
+ceiling: it replans on the true grid every step) with the same greedy protocol
+(:func:`hrm_agent.evaluate.evaluate`, episodes seeded ``seed + 1,000,000 + i``).
+
+Every finished run is appended to the results file (default
+``analysis/results/bench_learn.csv``, meant to be committed) and is not run
+again: the same command continues an interrupted benchmark, and a larger
+``--seeds`` only adds seeds. A run is identified by env, env kwargs, learner,
+seed, budget and the ``--set`` items that apply to it.
+
+Writes beside the results file, for the runs this command asked for:
+``{results stem}_{env}.md`` (per learner, mean ± standard error over seeds of
+the final greedy success rate and path efficiency; env steps to first reach
+90 % greedy success; training wall-clock) and ``.png``/``.svg`` of the same with
+the greedy learning curves.
+
+``--set [LEARNER:]KEY=VALUE`` passes ``--set KEY=VALUE`` to the learners it
+names: ``hrm`` (carry and reset), ``sb3`` (dqn, ppo, recurrent-ppo), one
+learner, or without a prefix every learner (keys both kinds have: ``n_envs``,
+``eval_freq``, ``eval_episodes``, ``checkpoint_freq``, ``learning_rate``,
+``gamma``, ...). The oracle takes ``eval_episodes`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
+HRM_VARIANTS = ("carry", "reset")
+SB3_ALGOS = ("dqn", "ppo", "recurrent-ppo")
+LEARNERS = (*HRM_VARIANTS, *SB3_ALGOS, "oracle")
+LABELS = {"carry": "HRM carry z", "reset": "HRM reset z", "dqn": "SB3 DQN", "ppo": "SB3 PPO",
+          "recurrent-ppo": "RecurrentPPO", "oracle": "BFS oracle"}
+COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green", "ppo": "tab:red",
+           "recurrent-ppo": "tab:purple", "oracle": "black"}
+# ``--set`` prefix -> the learners it reaches
+PREFIXES = {"hrm": HRM_VARIANTS, "sb3": SB3_ALGOS, **{name: (name,) for name in LEARNERS}}
+FIELDS = [
+    "env", "env_kwargs", "variant", "seed", "budget", "settings", "total_steps", "final_success",
+    "final_success_se", "path_efficiency", "path_efficiency_se", "mean_ep_length", "steps_to_90",
+    "wall_clock_s", "threads", "run", "curve",
+]
+KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings")
+
+
+class BenchError(Exception):
+    """A user mistake or unreadable results file: one line, exit code 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="registered env id, e.g. DynamicMaze-v0")
+    parser.add_argument("--seeds", type=int, required=True, help="seeds 0 .. K-1 of every learner")
+    parser.add_argument("--budget", type=int, required=True, help="env steps of every training run")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (default 2)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help=f"results file: finished runs, never re-run (default {DEFAULT_RESULTS})")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs)")
+    parser.add_argument("--learners", default=",".join(LEARNERS),
+                        help=f"comma-separated subset of {','.join(LEARNERS)} (default all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[LEARNER:]KEY=VALUE",
+                        help="hyperparameter for the learners named (hrm, sb3, or one learner; none: all)")
+    parser.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                        help="gym.make keyword for every learner, e.g. --env-kwarg size=9")
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclass
+class Task:
+    variant: str
+    seed: int
+    settings: list[str]  # --set items that apply to this learner
+    key: tuple[str, ...] = field(default=())
+    run_dir: Path | None = None
+
+
+def split_overrides(items: list[str]) -> dict[str, list[str]]:
+    """``--set`` items -> the ``KEY=VALUE`` items of each learner, in the order given.
+
+    The oracle only takes ``eval_episodes`` (an unprefixed one reaches it; other unprefixed keys do not).
+    """
+    per_learner: dict[str, list[str]] = {name: [] for name in LEARNERS}
+    for item in items:
+        head, sep, _ = item.partition("=")
+        if not sep or not head:
+            raise BenchError(f"--set {item!r} must look like [LEARNER:]KEY=VALUE (e.g. sb3:learning_rate=3e-4)")
+        prefix, colon, key = head.partition(":")
+        if colon:
+            if prefix not in PREFIXES:
+                raise BenchError(f"--set {item!r}: unknown learner {prefix!r}; use one of {', '.join(PREFIXES)}")
+            if prefix == "oracle" and key.strip() != "eval_episodes":
+                raise BenchError(f"--set {item!r}: the oracle takes only eval_episodes")
+            targets, text = PREFIXES[prefix], item[len(prefix) + 1:]
+        else:
+            key, text = head, item
+            targets = LEARNERS if key.strip() == "eval_episodes" else tuple(n for n in LEARNERS if n != "oracle")
+        for name in targets:
+            per_learner[name].append(text)
+    return per_learner
+
+
+def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]]) -> None:
+    """Resolve every learner's config once, so a bad ``--set`` fails before anything runs."""
+    from hrm_agent.baselines.config import resolve_baseline_config
+    from hrm_agent.hyperparams import ConfigError, resolve_config
+
+    for name in learners:
+        try:
+            if name in HRM_VARIANTS:
+                resolve_config(env_id, None, per_learner[name], carry_z=name == "carry")
+            elif name in SB3_ALGOS:
+                resolve_baseline_config(name, env_id, None, per_learner[name])
+            else:
+                oracle_episodes(env_id, per_learner[name])
+        except ConfigError as err:
+            hint = (" (an unprefixed --set reaches every learner; prefix it, e.g. --set hrm:KEY=VALUE)"
+                    if "Extra inputs" in str(err) else "")
+            raise BenchError(f"{name}: {err}{hint}") from None
+
+
+def oracle_episodes(env_id: str, settings: list[str]) -> int:
+    """Evaluation episodes of the oracle: the HRM agent's for this env, or ``--set [oracle:]eval_episodes=N``."""
+    from hrm_agent.hyperparams import parse_override, resolve_config
+
+    episodes = resolve_config(env_id).eval_episodes
+    for text in settings:
+        path, value = parse_override(text)
+        if path == ["eval_episodes"]:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BenchError(f"oracle: eval_episodes must be a positive integer, got {value!r}")
+            episodes = value
+    return episodes
+
+
+def kwargs_label(env_kwargs: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(env_kwargs.items()))
+
+
+def run_key(env_id: str, env_kwargs: str, variant: str, seed: int, budget: int, settings: list[str]) -> tuple[str, ...]:
+    return (env_id, env_kwargs, variant, str(seed), str(budget), " ".join(settings))
+
+
+# ------------------------------------------------------------------ results file
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [k for k in KEY_FIELDS if k not in (reader.fieldnames or [])]
+            if missing:
+                raise BenchError(f"{path} is not a bench learn results file (no column {missing[0]})")
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BenchError(f"cannot read {path}: {err}") from None
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    from hrm_agent.analysis import write_csv
+
+    write_csv(path, FIELDS, [{k: ("" if r.get(k) is None else r[k]) for k in FIELDS} for r in rows])
+
+
+def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summary: dict[str, Any],
+                     run: str) -> dict[str, Any]:
+    final = summary.get("final_eval") or {}
+    curve = ";".join(f"{h['step']}:{h['success_rate']:.4g}" for h in summary.get("eval_history", []))
+    return {
+        "env": env_id, "env_kwargs": env_kwargs, "variant": task.variant, "seed": task.seed, "budget": budget,
+        "settings": " ".join(task.settings), "total_steps": summary.get("total_steps"),
+        "final_success": final.get("success_rate"), "final_success_se": final.get("success_rate_se"),
+        "path_efficiency": final.get("path_efficiency"), "path_efficiency_se": final.get("path_efficiency_se"),
+        "mean_ep_length": final.get("mean_ep_length"), "steps_to_90": summary.get("steps_to_90"),
+        "wall_clock_s": summary.get("wall_clock_s"), "threads": summary.get("threads"), "run": run, "curve": curve,
+    }
+
+
+# ------------------------------------------------------------------ running
+
+
+def command(task: Task, env_id: str, budget: int, env_kwargs: list[str]) -> list[str]:
+    assert task.run_dir is not None
+    if task.variant in HRM_VARIANTS:
+        cmd = [sys.executable, "-m", "hrm_agent.train", "--env", env_id, f"--{task.variant}-z"]
+    else:
+        cmd = [sys.executable, "-m", "hrm_agent.baselines", "--algo", task.variant, "--env", env_id]
+    cmd += ["--seed", str(task.seed), "--total-steps", str(budget), "--threads", "1", "--no-progress",
+            "--run-dir", str(task.run_dir)]
+    cmd += [f"--set={s}" for s in task.settings] + [f"--env-kwarg={k}" for k in env_kwargs]
+    return cmd
+
+
+class Launcher:
+    """Runs training processes from worker threads; :meth:`stop` interrupts the running ones and starts no more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def __call__(self, task: Task, cmd: list[str]) -> tuple[int, str]:
+        """Run one training process; its output goes to ``train.log`` in its run directory."""
+        assert task.run_dir is not None
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        with self._lock:
+            if self._stopped:
+                return -1, "not started: interrupted"
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        task.run_dir.mkdir(parents=True, exist_ok=True)
+        (task.run_dir / "train.log").write_text(f"$ {' '.join(cmd)}\n{out}{err}")
+        last = (err.strip().splitlines() or out.strip().splitlines() or [""])[-1]
+        return proc.returncode, last
+
+    def stop(self) -> None:
+        """Ctrl-C for the running trainings (each writes a checkpoint and exits); no new ones start."""
+        with self._lock:
+            self._stopped = True
+            for proc in self._running:
+                proc.send_signal(signal.SIGINT)
+
+
+def evaluate_oracle(env_id: str, env_kwargs: dict[str, Any], seed: int, episodes: int) -> dict[str, Any]:
+    """The oracle's ``summary.json``-shaped record: one greedy evaluation on the training runs' episodes."""
+    from envs.oracle import BFSOracle
+    from hrm_agent.agent import EVAL_SEED_OFFSET
+    from hrm_agent.baselines.sb3 import EvalPolicy
+    from hrm_agent.evaluate import evaluate
+
+    start = time.perf_counter()
+    result = evaluate(EvalPolicy(BFSOracle(seed), env_id, env_kwargs, "oracle"), episodes,
+                      seed=seed + EVAL_SEED_OFFSET).summary()
+    history = [{"step": 0, **result}]
+    return {"total_steps": 0, "final_eval": result, "eval_history": history,
+            "steps_to_90": 0 if result["success_rate"] >= 0.9 else None,
+            "wall_clock_s": round(time.perf_counter() - start, 1), "threads": 1}
+
+
+# ------------------------------------------------------------------ table and figure
+
+
+def number(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, math.nan
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return m, sd / math.sqrt(len(values))
+
+
+def fmt(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "–"
+    m, se = mean_se(values)
+    return f"{m:.{digits}f}" if math.isnan(se) else f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def by_learner(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    groups: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        groups[r["variant"]].append(r)
+    return {name: sorted(groups[name], key=lambda r: int(r["seed"])) for name in LEARNERS if name in groups}
+
+
+def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int) -> str:
+    env = f"{env_id} ({env_kwargs})" if env_kwargs else env_id
+    lines = [
+        f"bench learn: {env}, budget {budget:,} env steps per training run, greedy evaluation "
+        "(mean ± standard error over seeds)",
+        "",
+        "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, group in by_learner(rows).items():
+        success = [x for r in group if (x := number(r["final_success"])) is not None]
+        efficiency = [x for r in group if (x := number(r["path_efficiency"])) is not None]
+        reached = sorted(int(x) for r in group if (x := number(r["steps_to_90"])) is not None)
+        if name == "oracle":
+            to_90 = "– (no training)"
+        elif reached:
+            to_90 = f"{len(reached)}/{len(group)} runs; median {reached[len(reached) // 2]:,}"
+        else:
+            to_90 = f"not reached (0/{len(group)})"
+        minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
+        seeds = ", ".join(r["seed"] for r in group)
+        lines.append(f"| {LABELS[name]} | {seeds} | {fmt(success)} | {fmt(efficiency)} | {to_90} | "
+                     f"{fmt(minutes, 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_curve(text: str) -> list[tuple[int, float]]:
+    points = []
+    for item in filter(None, (text or "").split(";")):
+        step, _, value = item.partition(":")
+        if number(step) is not None and number(value) is not None:
+            points.append((int(float(step)), float(value)))
+    return points
+
+
+def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str) -> list[Path]:
+    from matplotlib.figure import Figure
+
+    from hrm_agent.analysis import save_figure
+
+    groups = by_learner(rows)
+    names = list(groups)
+    fig = Figure(figsize=(15, 7.5), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    fig.suptitle(title, fontsize=10)
+
+    ax = axes[0]  # learning curves: mean greedy success over seeds at each evaluation step
+    for learner, group in groups.items():
+        if learner == "oracle":
+            ax.axhline(mean_se([float(r["final_success"]) for r in group])[0], color="black", ls="--",
+                       label=LABELS[learner])
+            continue
+        per_step: dict[int, list[float]] = defaultdict(list)
+        for r in group:
+            for step, value in parse_curve(r["curve"]):
+                per_step[step].append(value)
+        if per_step:
+            steps = sorted(per_step)
+            ax.plot(steps, [sum(per_step[s]) / len(per_step[s]) for s in steps], marker=".",
+                    color=COLOURS[learner], label=LABELS[learner])
+    ax.set(title="greedy success during training (mean over seeds)", xlabel="environment steps",
+           ylabel="success rate", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7)
+
+    def bars(ax: Any, column: str, title: str, scale: float = 1.0, ylim: tuple[float, float] | None = None) -> None:
+        for i, learner in enumerate(names):
+            values = [x * scale for r in groups[learner] if (x := number(r[column])) is not None]
+            if not values:
+                continue
+            m, se = mean_se(values)
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=COLOURS[learner], capsize=4, alpha=0.85)
+            ax.plot([i] * len(values), values, "k.", ms=4)
+        ax.set_xticks(range(len(names)), [LABELS[n] for n in names], rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        if ylim:
+            ax.set_ylim(*ylim)
+
+    bars(axes[1], "final_success", "final greedy success (mean ± SE, dots: seeds)", ylim=(0, 1.05))
+    bars(axes[2], "path_efficiency", "path efficiency of successful episodes", ylim=(0, 1.2))
+    bars(axes[4], "wall_clock_s", "training wall-clock (min, 1 thread)", scale=1 / 60)
+
+    ax = axes[3]  # steps to first reach 90 %: a dot per seed, a cross at the top for runs that never did
+    trained = [n for n in names if n != "oracle"]
+    budget = max([int(r["budget"]) for r in rows] or [1])
+    for i, learner in enumerate(trained):
+        for r in groups[learner]:
+            x = number(r["steps_to_90"])
+            ax.plot(i, budget * 1.05 if x is None else x, "x" if x is None else "o", color=COLOURS[learner])
+    ax.axhline(budget, color="grey", lw=0.8)
+    ax.set_xticks(range(len(trained)), [LABELS[n] for n in trained], rotation=30, ha="right", fontsize=8)
+    ax.set(title="env steps to first reach 90 % greedy success (x: never)", ylim=(0, budget * 1.12))
+    axes[5].axis("off")
+    for ax in axes[:5]:
+        ax.grid(alpha=0.3)
+    return save_figure(fig, out_dir, name)
+
+
+# ------------------------------------------------------------------ command
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hrm_agent.runs import UsageError, check_env_id, parse_env_kwargs, run_name
+
+    if args.seeds < 1:
+        raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.budget < 1:
+        raise BenchError(f"--budget must be positive, got {args.budget}")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
+    learners = [n.strip() for n in args.learners.split(",") if n.strip()]
+    unknown = [n for n in learners if n not in LEARNERS]
+    if unknown or not learners:
+        raise BenchError(f"--learners: unknown {', '.join(unknown) or '(none given)'}; choose from {','.join(LEARNERS)}")
+    learners = [n for n in LEARNERS if n in learners]
+    try:
+        check_env_id(args.env)
+        env_kwargs = parse_env_kwargs(args.env_kwargs)
+    except UsageError as err:
+        raise BenchError(str(err)) from None
+    try:  # the env accepts its kwargs
+        import gymnasium as gym
+
+        gym.make(args.env, **env_kwargs).close()
+    except (ValueError, TypeError, gym.error.Error) as err:
+        raise BenchError(str(err).splitlines()[0]) from None
+    per_learner = split_overrides(args.overrides)
+    check_settings(args.env, learners, per_learner)
+    kwargs_text = kwargs_label(env_kwargs)
+
+    results_path: Path = args.results
+    rows = read_results(results_path)
+    done = {tuple(r[k] for k in KEY_FIELDS) for r in rows}
+    tasks = []
+    for seed in range(args.seeds):
+        for name in learners:
+            task = Task(name, seed, per_learner[name])
+            task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings)
+            tasks.append(task)
+    todo = [t for t in tasks if t.key not in done]
+    print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "
+          f"seeds 0-{args.seeds - 1}, {len(learners)} learners: {len(tasks) - len(todo)} of {len(tasks)} runs "
+          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time)")
+
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def record(row: dict[str, Any]) -> None:
+        with lock:
+            rows.append({k: ("" if row.get(k) is None else str(row[k])) for k in FIELDS})
+            write_results(results_path, rows)
+
+    def report(task: Task, row: dict[str, Any], index: int) -> None:
+        success = number(row["final_success"])
+        print(f"[{index}/{len(todo)}] {LABELS[task.variant]} seed {task.seed}: greedy success "
+              f"{'–' if success is None else f'{success:.2f}'}, steps to 90 %: {row['steps_to_90'] or '–'}, "
+              f"{float(row['wall_clock_s'] or 0):.0f} s", flush=True)
+
+    finished = 0
+    for task in (t for t in todo if t.variant == "oracle"):
+        episodes = oracle_episodes(args.env, task.settings)
+        summary = evaluate_oracle(args.env, env_kwargs, task.seed, episodes)
+        row = row_from_summary(task, args.env, kwargs_text, args.budget, summary, run="")
+        record(row)
+        finished += 1
+        report(task, row, finished)
+
+    training = [t for t in todo if t.variant != "oracle"]
+    for task in training:
+        task.run_dir = args.runs_dir / run_name(args.env, task.variant, task.seed)
+    launcher = Launcher()
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs)): t for t in training}
+        for future in as_completed(futures):
+            task = futures[future]
+            assert task.run_dir is not None
+            code, last_line = future.result()
+            summary_path = task.run_dir / "summary.json"
+            if code != 0 or not summary_path.is_file():
+                failures.append(f"{task.variant} seed {task.seed} (exit {code}: {last_line}; "
+                                f"log: {task.run_dir / 'train.log'})")
+                print(f"failed: {failures[-1]}", file=sys.stderr, flush=True)
+                continue
+            row = row_from_summary(task, args.env, kwargs_text, args.budget,
+                                   json.loads(summary_path.read_text()), run=task.run_dir.name)
+            record(row)
+            finished += 1
+            report(task, row, finished)
+    except KeyboardInterrupt:
+        launcher.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        print(f"\ninterrupted; finished runs are in {results_path}: run the same command to continue",
+              file=sys.stderr)
+        return 130
+    pool.shutdown()
+
+    keys = {t.key for t in tasks}
+    selected = [r for r in rows if tuple(r[k] for k in KEY_FIELDS) in keys]
+    env_name = args.env.split(":")[-1].replace("/", "-")
+    stem = f"{results_path.stem}_{env_name}"
+    markdown = table(selected, args.env, kwargs_text, args.budget)
+    from hrm_agent.checkpoint import atomic_write
+
+    table_path = results_path.with_name(stem + ".md")
+    atomic_write(table_path, lambda f: f.write(markdown.encode()))
+    figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem) if selected else []
+    print()
+    print(markdown, end="")
+    print(f"wrote {results_path}, {table_path}" + "".join(f", {p}" for p in figures))
+    if failures:
+        print(f"error: {len(failures)} run(s) failed: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0

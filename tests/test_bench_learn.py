@@ -1,0 +1,162 @@
+"""``python -m hrm_agent.bench learn`` and ``bench train`` on tiny budgets, and their answers to bad input."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_ENV, TINY_MODEL
+
+BUDGET = 200
+ENV_ARGS = [f"--env-kwarg={k}={v}" for k, v in TINY_ENV.items()]
+TINY_SETS = [f"--set=hrm:model.{k}={v}" for k, v in TINY_MODEL.items()] + [
+    "--set=n_envs=2", "--set=batch_size=16", "--set=eval_freq=100", "--set=eval_episodes=5",
+    "--set=checkpoint_freq=0", "--set=hrm:learning_starts=64", "--set=hrm:buffer_size=2000",
+    "--set=dqn:learning_starts=64", "--set=dqn:buffer_size=2000", "--set=ppo:n_steps=32",
+    "--set=recurrent-ppo:n_steps=32", "--set=recurrent-ppo:lstm_hidden_size=16",
+    "--set=sb3:policy.features_dim=32", "--set=oracle:eval_episodes=20",
+]
+LEARN_ROWS = ("HRM carry z", "HRM reset z", "SB3 DQN", "SB3 PPO", "RecurrentPPO", "BFS oracle")
+
+
+def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hrm_agent.bench", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def learn_args(tmp: Path, seeds: int = 1, *extra: str) -> list[str]:
+    return ["learn", "--env", "DynamicMaze-v0", "--seeds", str(seeds), "--budget", str(BUDGET), "--jobs", "2",
+            "--results", str(tmp / "results" / "bench.csv"), "--runs-dir", str(tmp / "runs"),
+            *ENV_ARGS, *TINY_SETS, *extra]
+
+
+def in_process(capsys, *argv: str) -> tuple[int, str, str]:
+    from hrm_agent.bench.__main__ import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("bench")
+    result = bench(*learn_args(tmp))
+    assert result.returncode == 0, result.stderr
+    return tmp, result
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in LEARN_ROWS:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_bench_learn_trains_every_learner_and_writes_table_and_plot(learned):
+    tmp, result = learned
+    results = tmp / "results"
+    rows = list(csv.DictReader((results / "bench.csv").read_text().splitlines()))
+    assert sorted(r["variant"] for r in rows) == sorted(["carry", "reset", "dqn", "ppo", "recurrent-ppo", "oracle"])
+    for r in rows:
+        assert r["budget"] == str(BUDGET) and r["seed"] == "0" and 0 <= float(r["final_success"]) <= 1
+        if r["variant"] != "oracle":
+            run_dir = tmp / "runs" / r["run"]
+            assert r["total_steps"] == str(BUDGET) and (run_dir / "summary.json").is_file()
+            assert r["run"].startswith(f"DynamicMaze-v0__{r['variant']}__0__") and (run_dir / "train.log").is_file()
+            assert [p.partition(":")[0] for p in r["curve"].split(";")] == ["100", "200"]
+
+    markdown = (results / "bench_DynamicMaze-v0.md").read_text()
+    assert markdown in result.stdout
+    cells = table_rows(markdown)
+    assert set(cells) == set(LEARN_ROWS)
+    oracle = cells["BFS oracle"]
+    assert float(oracle[2].split()[0]) >= 0.99  # greedy success of the ceiling
+    assert "not reached" in cells["HRM carry z"][4] or "runs; median" in cells["HRM carry z"][4]
+    assert (results / "bench_DynamicMaze-v0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_learn_does_not_rerun_finished_runs(learned, capsys):
+    tmp, _ = learned
+    before = (tmp / "results" / "bench.csv").read_text()
+    runs = sorted(p.name for p in (tmp / "runs").iterdir())
+    code, out, err = in_process(capsys, *learn_args(tmp))
+    assert code == 0, err
+    assert "6 of 6 runs already in" in out and "0 to run" in out
+    assert (tmp / "results" / "bench.csv").read_text() == before
+    assert sorted(p.name for p in (tmp / "runs").iterdir()) == runs
+    # one more seed of the oracle only: just that run is added, the table covers both seeds
+    code, out, err = in_process(capsys, *learn_args(tmp, 2, "--learners", "oracle"))
+    assert code == 0, err
+    assert "1 of 2 runs already in" in out and "[1/1] BFS oracle seed 1" in out
+    assert table_rows(out)["BFS oracle"][1] == "0, 1"
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--budget", "0"], "--budget must be positive"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--learners", "carry,a2c"], "--learners: unknown a2c"),
+        (["--set", "td3:gamma=0.9"], "unknown learner 'td3'"),
+        (["--set", "oracle:gamma=0.9"], "the oracle takes only eval_episodes"),
+        (["--set", "learning_starts=10"], "ppo: invalid hyperparameters: learning_starts: Extra inputs"),
+        (["--set", "hrm:gamma=2"], "carry: invalid hyperparameters: gamma"),
+        (["--set", "nonsense"], "must look like [LEARNER:]KEY=VALUE"),
+        (["--env-kwarg", "size=8"], "size must be an odd integer"),
+        (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    ],
+)
+def test_bench_learn_bad_input_gives_one_line_and_exit_code_2(extra, fragment, capsys, tmp_path):
+    argv = ["learn", "--env", "DynamicMaze-v0", "--seeds", "1", "--budget", "10",
+            "--results", str(tmp_path / "r.csv"), "--runs-dir", str(tmp_path / "runs"), *extra]
+    code, _, err = in_process(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert fragment in line, line
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "runs").exists()
+
+
+def test_bench_learn_rejects_a_foreign_results_file(capsys, tmp_path):
+    foreign = tmp_path / "r.csv"
+    foreign.write_text("a,b\n1,2\n")
+    code, _, err = in_process(capsys, "learn", "--env", "DynamicMaze-v0", "--seeds", "1", "--budget", "10",
+                              "--results", str(foreign), "--learners", "oracle")
+    assert code == 2 and "is not a bench learn results file" in err and foreign.read_text() == "a,b\n1,2\n"
+
+
+def test_bench_train_prints_rates_ratios_memory_and_breakdown():
+    tiny = ["--steps", "64", "--threads", "1", *ENV_ARGS, "--set", "n_envs=2", "--set", "batch_size=16",
+            "--set", "learning_starts=32", "--set", "buffer_size=1000", "--set", "sb3:policy.features_dim=32",
+            *[f"--set=hrm:model.{k}={v}" for k, v in TINY_MODEL.items()]]
+    result = bench("train", "--env", "DynamicMaze-v0", *tiny)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for label in ("HRM carry z", "HRM reset z", "SB3 DQN"):
+        match = re.search(rf"^{label}\s+([\d,]+)\s+([\d,.]+)\s+([\d.]+)\s+2\s+16\s+([\d,]+)\s+([\d.,]+)\s+([\d,]+)$",
+                          out, re.M)
+        assert match, out
+        assert float(match.group(1).replace(",", "")) > 0 and float(match.group(2).replace(",", "")) > 0
+        assert int(match.group(4).replace(",", "")) > 0  # replay bytes per transition
+    assert re.search(r"HRM carry z / SB3 DQN: env steps/s [\d.]+x, updates/s [\d.]+x", out)
+    assert re.search(r"HRM carry z / HRM reset z: env steps/s [\d.]+x", out)
+    for phase in ("act", "env step", "replay add", "replay sample", "update", "target sync", "other"):
+        assert re.search(rf"^{phase}\s+[\d.]+%", out, re.M), phase
+
+
+def test_bench_train_bad_input(capsys):
+    code, _, err = in_process(capsys, "train", "--steps", "0")
+    assert code == 2 and err.strip() == "error: --steps must be positive, got 0"
+    code, _, err = in_process(capsys, "train", "--set", "dqn:model.hidden_size=8")
+    assert code == 2 and "dqn: invalid hyperparameters: model: Extra inputs" in err
