@@ -47,6 +47,17 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (None: torch's default); raise UsageError below 1."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
     """``["size=9", ...]`` (``--env-kwarg`` values) -> ``{"size": 9, ...}`` (values parsed as YAML)."""
     kwargs = {}

@@ -32,6 +32,7 @@ from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from her
     json_safe,
     package_versions,
     parse_env_kwargs,
+    set_torch_threads,
     summary_record,
     write_json,
     write_yaml,
@@ -135,14 +136,8 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        import torch
-
-        if args.threads < 1:
-            print("error: --threads must be at least 1", file=sys.stderr)
-            return EXIT_USAGE
-        torch.set_num_threads(args.threads)
     try:
+        set_torch_threads(args.threads)
         agent, remaining = make_agent(args)
     except (UsageError, ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -35,6 +35,7 @@ from hrm_agent.runs import (
     default_run_dir,
     package_versions,
     parse_env_kwargs,
+    set_torch_threads,
     summary_record,
     write_json,
     write_yaml,
@@ -101,16 +102,17 @@ def prepare(args: argparse.Namespace) -> tuple[BaselineConfig, dict[str, Any], i
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
 
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be at least 1", file=sys.stderr)
-            return EXIT_USAGE
-        torch.set_num_threads(args.threads)
-    from hrm_agent.baselines.sb3 import FINAL_MODEL, RunCallback, make_model, save_model, timed_learn
+    from hrm_agent.baselines.sb3 import (
+        FINAL_MODEL,
+        RunCallback,
+        make_model,
+        save_model,
+        timed_learn,
+    )
 
     try:
+        set_torch_threads(args.threads)
         config, env_kwargs, total, run_dir = prepare(args)
         model = make_model(args.algo, args.env, config, seed=args.seed, env_kwargs=env_kwargs, device=args.device)
     except (UsageError, ConfigError) as err:
