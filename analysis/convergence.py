@@ -14,7 +14,6 @@ plotted numbers) to --out. Definitions: ``hrm_agent/analysis.py``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,22 +21,14 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python analysis/convergence.py", description=__doc__.splitlines()[0])
-    parser.add_argument("sources", nargs="+", metavar="RUN", help="run directories with latents.npz, or latents files")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--include-first-step", action="store_true", help="keep each episode's first step")
-    args = parser.parse_args(argv)
+    from hrm_agent.analysis import figure_command, load_latents, write_convergence
 
-    from hrm_agent.analysis import AnalysisError, load_latents, write_convergence
-    from hrm_agent.latents import LatentsError
-
-    try:
-        paths = write_convergence(load_latents(args.sources), args.out, args.include_first_step)
-    except (AnalysisError, LatentsError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return figure_command(
+        "python analysis/convergence.py", __doc__, "run directories with latents.npz, or latents files", DEFAULT_OUT,
+        lambda args: write_convergence(load_latents(args.sources), args.out, args.include_first_step), argv,
+        extra=lambda p: p.add_argument("--include-first-step", action="store_true",
+                                       help="keep each episode's first step"),
+    )
 
 
 if __name__ == "__main__":

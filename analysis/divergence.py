@@ -12,7 +12,6 @@ plotted numbers) to --out. Definitions: ``hrm_agent/analysis.py``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,21 +19,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python analysis/divergence.py", description=__doc__.splitlines()[0])
-    parser.add_argument("sources", nargs="+", metavar="RUN", help="run directories with latents.npz, or latents files")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    args = parser.parse_args(argv)
+    from hrm_agent.analysis import figure_command, load_latents, write_divergence
 
-    from hrm_agent.analysis import AnalysisError, load_latents, write_divergence
-    from hrm_agent.latents import LatentsError
-
-    try:
-        paths = write_divergence(load_latents(args.sources), args.out)
-    except (AnalysisError, LatentsError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return figure_command(
+        "python analysis/divergence.py", __doc__, "run directories with latents.npz, or latents files", DEFAULT_OUT,
+        lambda args: write_divergence(load_latents(args.sources), args.out), argv,
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ to --out.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,20 +19,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python analysis/learning_curves.py", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run directories")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    args = parser.parse_args(argv)
+    from hrm_agent.analysis import figure_command, write_learning_curves
 
-    from hrm_agent.analysis import AnalysisError, write_learning_curves
-
-    try:
-        paths = write_learning_curves(args.runs, args.out)
-    except (AnalysisError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    return figure_command(
+        "python analysis/learning_curves.py", __doc__, "training run directories", DEFAULT_OUT,
+        lambda args: write_learning_curves(args.sources, args.out), argv,
+    )
 
 
 if __name__ == "__main__":

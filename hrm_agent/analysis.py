@@ -26,18 +26,20 @@ independent, so read the bands as a guide to the noise, not a test.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hrm_agent.checkpoint import atomic_write
-from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, load
+from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, LatentsError, load
 
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 LEARNING_TAGS = ("eval/success_rate", "rollout/success_rate")
@@ -56,6 +58,27 @@ _CHUNK = 256  # steps per block when reducing latents (bounds float32 temporarie
 
 class AnalysisError(Exception):
     """Input the analysis cannot use (missing run, no latents, mixed recordings): one line, exit code 2."""
+
+
+def figure_command(
+    prog: str, doc: str, sources_help: str, out: Path, write: Callable[[argparse.Namespace], list[Path]],
+    argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """``main`` of a one-figure command in ``analysis/``: parse ``SOURCES... --out DIR`` (``out`` the
+    default), call ``write(args)``, print what it wrote; bad input is one line on stderr, exit code 2."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("sources", nargs="+", metavar="RUN", help=sources_help)
+    parser.add_argument("--out", type=Path, default=out, help=f"output folder (default {out})")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    try:
+        paths = write(args)
+    except (AnalysisError, LatentsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
 
 
 # ------------------------------------------------------------------ metrics
