@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from hrm_agent.analysis import VARIANT_COLOURS, save_figure, variant_label, write_csv
+from hrm_agent.analysis import VARIANT_COLOURS, format_mean_se, number, save_figure, variant_label, write_csv
 from hrm_agent.checkpoint import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,24 +85,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def number(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def mean_se(values: list[float]) -> str:
-    if not values:
-        return "–"
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{m:.2f}"
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-    return f"{m:.2f} ± {sd / math.sqrt(len(values)):.2f}"
-
-
 def env_label(row: dict[str, str]) -> str:
     """The env id, with its non-default ``gym.make`` keywords if any."""
     kwargs = row.get("env_kwargs", "")
@@ -127,8 +108,8 @@ def table(runs: list[dict[str, str]]) -> str:
                  else f"not reached (0/{len(rows)})")
         minutes = [x / 60 for r in rows if (x := number(r["wall_clock_s"])) is not None]
         seeds = ", ".join(sorted((r["seed"] for r in rows), key=int))
-        lines.append(f"| {env} | {variant} | {budget:,} | {seeds} | {mean_se(success)} | {mean_se(efficiency)} "
-                     f"| {to_90} | {mean_se(minutes)} |")
+        lines.append(f"| {env} | {variant} | {budget:,} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} "
+                     f"| {to_90} | {format_mean_se(minutes)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -134,6 +134,32 @@ def mean_ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int
     return mean, mean - half, mean + half, n
 
 
+def number(value: Any) -> float | None:
+    """``value`` as a finite float (a CSV cell, a JSON value), else None."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample sd / sqrt(n)); NaN where undefined (n < 1, n < 2)."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = float(np.mean(values))
+    return m, (float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"))
+
+
+def format_mean_se(values: Sequence[float], digits: int = 2) -> str:
+    """``"m ± se"`` over seeds for a results table (``"m"`` for one value, ``"–"`` for none)."""
+    if not len(values):
+        return "–"
+    m, se = mean_se(values)
+    return f"{m:.{digits}f}" if np.isnan(se) else f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
 # ------------------------------------------------------------------ tables
 
 

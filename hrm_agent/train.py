@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 
@@ -134,36 +134,50 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     return agent, total
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        set_torch_threads(args.threads)
-        agent, remaining = make_agent(args)
-    except (UsageError, ConfigError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USAGE
+def run(args: argparse.Namespace, callback: Callable[[HRMAgent], bool | None] | None = None,
+        ) -> tuple[HRMAgent, dict[str, Any] | None]:
+    """Everything ``python -m hrm_agent.train`` does but turning errors into exit codes.
 
+    Returns the agent and its ``summary.json`` record (None when Ctrl-C stopped it early).
+    ``callback(agent)`` runs after every vector step (see :meth:`HRMAgent.learn`).
+    Raises UsageError, ConfigError, CheckpointError, TrainingDiverged, or the
+    ValueError/TypeError/gymnasium error of an env that rejects its kwargs.
+    """
+    set_torch_threads(args.threads)
+    agent, remaining = make_agent(args)
     run_dir = agent.run_dir
     assert run_dir is not None
     run_dir.mkdir(parents=True, exist_ok=True)
     # a resume rewrites it only to record an extended budget (everything else must match the checkpoint)
     write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
     print(f"run dir: {run_dir}  ({agent.env_id}, {agent.variant} z, seed {agent.seed}, "
-          f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})")
+          f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})", flush=True)
+    agent.learn(remaining, callback=callback, progress_bar=not args.no_progress)
+    if agent._stop_requested:
+        return agent, None
+    summary = summarise(agent)
+    write_json(run_dir / "summary.json", summary)
+    return agent, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        agent.learn(remaining, progress_bar=not args.no_progress)
+        agent, summary = run(args)
+    except (UsageError, ConfigError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if agent._stop_requested:
+    run_dir = agent.run_dir
+    if summary is None:
         print(f"interrupted at step {agent.num_timesteps}; checkpoint saved. "
               f"Continue with: python -m hrm_agent.train --resume {run_dir}")
         return 130
-    summary = summarise(agent)
-    write_json(run_dir / "summary.json", summary)
     final = summary["final_eval"]
     if final is not None:
         print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hrm_agent.analysis import format_mean_se, mean_se, number
+
 DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
 HRM_VARIANTS = ("carry", "reset")
 SB3_ALGOS = ("dqn", "ppo", "recurrent-ppo")
@@ -266,31 +268,6 @@ def evaluate_oracle(env_id: str, env_kwargs: dict[str, Any], seed: int, episodes
 # ------------------------------------------------------------------ table and figure
 
 
-def number(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, math.nan
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-    return m, sd / math.sqrt(len(values))
-
-
-def fmt(values: list[float], digits: int = 2) -> str:
-    if not values:
-        return "–"
-    m, se = mean_se(values)
-    return f"{m:.{digits}f}" if math.isnan(se) else f"{m:.{digits}f} ± {se:.{digits}f}"
-
-
 def by_learner(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     groups: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
@@ -319,8 +296,8 @@ def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int)
             to_90 = f"not reached (0/{len(group)})"
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
         seeds = ", ".join(r["seed"] for r in group)
-        lines.append(f"| {LABELS[name]} | {seeds} | {fmt(success)} | {fmt(efficiency)} | {to_90} | "
-                     f"{fmt(minutes, 2)} |")
+        lines.append(f"| {LABELS[name]} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
+                     f"{format_mean_se(minutes, 2)} |")
     return "\n".join(lines) + "\n"
 
 
