@@ -371,6 +371,14 @@ def start_ray(ray: Any, address: str | None) -> str:
     return f"{where} ({cpus:g} CPUs)"
 
 
+def check_resources(ray: Any, cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """On this machine, a trial that asks for more than there is would wait for ever: say so instead."""
+    have = ray.cluster_resources()
+    for name, want in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+        if want > have.get(name, 0):
+            raise SweepError(f"--{name.lower()}s-per-trial {want:g}: this machine has {have.get(name, 0):g} {name}s")
+
+
 def make_printer(tune: Any, total: int) -> Any:
     class Printer(tune.Callback):
         """One line per greedy evaluation, finished trial and failed trial."""
@@ -401,6 +409,8 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
     ray = import_ray()
     from ray import tune
 
+    from hrm_agent.checkpoint import atomic_write
+
     trials = plan(spec)
     rows = [trial_row(sweep_dir, t) for t in trials]
     todo = [t for t, r in zip(trials, rows) if r["status"] != "finished"]
@@ -408,6 +418,12 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
           flush=True)
     if todo:
         where = start_ray(ray, args.address)
+        if not args.address:
+            try:
+                check_resources(ray, args.cpus_per_trial, args.gpus_per_trial)
+            except SweepError:
+                ray.shutdown()
+                raise
         print(f"{where}; {args.cpus_per_trial:g} CPU(s)" +
               (f" and {args.gpus_per_trial:g} GPU(s)" if args.gpus_per_trial else "") + " per trial", flush=True)
         device = "cuda" if args.gpus_per_trial > 0 else "cpu"
@@ -431,7 +447,13 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
             ),
         )
         try:
-            tuner.fit()
+            results = tuner.fit()
+            for result in results:  # a trial killed from outside (out of memory, a lost node) wrote no error.txt
+                run_dir = sweep_dir / RUNS / result.config["trial"]["name"]
+                if result.error is not None and not (run_dir / ERROR_FILE).is_file() and run_dir.is_dir():
+                    message = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else ""
+                    atomic_write(run_dir / ERROR_FILE, lambda f: f.write(
+                        f"{type(result.error).__name__}: {message}\n".encode()))
         except KeyboardInterrupt:
             write_summary(sweep_dir, spec)
             print(f"\ninterrupted; continue with: python -m hrm_agent.sweep --resume {sweep_dir}", file=sys.stderr)

@@ -94,7 +94,7 @@ def test_summary_table_and_reprint(swept):
     assert markdown in result.stdout
     assert "| DynamicMaze-v0 | carry | learning_rate=0.001 | 1/1 |" in markdown
     assert "| DynamicMaze-v0 | carry | learning_rate=1e+30 | 0/1 (1 failed) |" in markdown
-    assert f"`runs/DynamicMaze-v0__carry__*__learning_rate=0.001`" in markdown
+    assert "`runs/DynamicMaze-v0__carry__*__learning_rate=0.001`" in markdown
     rows = {r["trial"]: r for r in sweep.write_summary(sweep_dir, sweep.read_spec(sweep_dir))[1]}
     assert rows[GOOD]["status"] == "finished" and rows[BAD]["status"] == "failed"
     again = run_sweep("--summary", str(sweep_dir))
@@ -167,6 +167,19 @@ def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, fragment, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and fragment in err, err
     assert not sweep_dir.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_trial_larger_than_this_machine_is_refused():
+    class Ray:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0}
+
+    sweep.check_resources(Ray, 2, 0)
+    with pytest.raises(sweep.SweepError, match="--cpus-per-trial 4: this machine has 2 CPUs"):
+        sweep.check_resources(Ray, 4, 0)
+    with pytest.raises(sweep.SweepError, match="--gpus-per-trial 1: this machine has 0 GPUs"):
+        sweep.check_resources(Ray, 1, 1)
 
 
 def test_resume_and_summary_need_a_sweep_directory(tmp_path, capsys):
