@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+ACTION_NAMES = ("up", "right", "down", "left")  # actions 0..3 of our envs (envs/base.py)
+
 if TYPE_CHECKING:
     from hrm_agent.agent import HRMAgent
     from hrm_agent.latents import Latents
@@ -39,6 +41,12 @@ class EvalResult:
     episode_return: np.ndarray  # float
     start_shortest_path: np.ndarray  # int, BFS length at reset (-1 if the env does not report it)
     latents: "Latents | None" = None  # with ``record_latents``: every step's z_H/z_L iterations and context
+    action_counts: np.ndarray | None = None  # (n_actions,) greedy actions taken, over all steps of all episodes
+
+    def action_shares(self) -> np.ndarray:
+        """Fraction of steps on which each action was chosen (a collapsed policy puts ~1 on one action)."""
+        assert self.action_counts is not None
+        return self.action_counts / max(int(self.action_counts.sum()), 1)
 
     @property
     def path_efficiency(self) -> np.ndarray:
@@ -98,6 +106,7 @@ def evaluate(
     frames = [envs[0].render()] if gif_path else []
     state, episode_start = None, np.ones(n_episodes, dtype=bool)
     recorder = LatentRecorder(n_episodes) if record_latents else None
+    action_counts = np.zeros(envs[0].action_space.n, dtype=np.int64)
     # what came with each current observation, for the recording
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
     agent_pos = np.array([info.get("agent_pos", (-1, -1)) for _, info in first], dtype=np.int64).reshape(-1, 2)
@@ -107,6 +116,7 @@ def evaluate(
             actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=True)
             episode_start = np.zeros(n_episodes, dtype=bool)
             rows = np.flatnonzero(active)
+            np.add.at(action_counts, np.asarray(actions)[rows].astype(np.int64), 1)
             # fancy indexing copies: the step loop below overwrites these arrays
             before = (obs[rows], changed[rows], agent_pos[rows], length[rows]) if recorder is not None else None
             rewards = np.zeros(n_episodes)
@@ -150,7 +160,7 @@ def evaluate(
                 "forward_dtype": cfg.forward_dtype,
             },
         )
-    return EvalResult(success, length, returns, shortest, latents)
+    return EvalResult(success, length, returns, shortest, latents, action_counts)
 
 
 def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
@@ -195,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"success rate:    {s['success_rate']:.3f} ± {s['success_rate_se']:.3f}")
     print(f"mean length:     {s['mean_ep_length']:.2f} ± {s['mean_ep_length_se']:.2f}")
     print(f"path efficiency: {s['path_efficiency']:.3f} ± {s['path_efficiency_se']:.3f}  (successful episodes)")
+    shares = result.action_shares()
+    names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
+    print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
+          ("  (one action on over 90 % of steps: a collapsed policy)" if shares.max() > 0.9 else ""))
     if args.gif:
         print(f"wrote {args.gif}")
     if result.latents is not None:

@@ -98,6 +98,9 @@ def test_recording_does_not_change_the_evaluation():
     assert plain.latents is None
     np.testing.assert_array_equal(plain.length, recorded.length)
     np.testing.assert_array_equal(plain.success, recorded.success)
+    # the greedy actions counted are the ones recorded, one per step of every episode
+    np.testing.assert_array_equal(recorded.action_counts, np.bincount(recorded.latents.action, minlength=4))
+    assert plain.action_counts.sum() == plain.length.sum() and plain.action_shares().sum() == pytest.approx(1.0)
 
 
 def test_record_traces_hands_callers_what_they_asked_for():

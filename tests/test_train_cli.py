@@ -74,6 +74,8 @@ def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
     result = run("-m", "hrm_agent.evaluate", str(trained_run), "--episodes", "6", "--gif", str(gif))
     assert result.returncode == 0, result.stderr
     assert "success rate:" in result.stdout and "path efficiency:" in result.stdout and "±" in result.stdout
+    shares = [float(x.rstrip("%")) for x in result.stdout.split("greedy actions:")[1].split()[1:8:2]]
+    assert len(shares) == 4 and abs(sum(shares) - 100) <= 2
     assert gif.read_bytes()[:6] == b"GIF89a"
 
 
