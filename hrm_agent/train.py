@@ -134,14 +134,11 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     return agent, total
 
 
-def run(args: argparse.Namespace, callback: Callable[[HRMAgent], bool | None] | None = None,
-        ) -> tuple[HRMAgent, dict[str, Any] | None]:
-    """Everything ``python -m hrm_agent.train`` does but turning errors into exit codes.
+def start(args: argparse.Namespace) -> tuple[HRMAgent, int]:
+    """The agent of a run, its directory and ``config.yaml`` written, and the env steps still to run.
 
-    Returns the agent and its ``summary.json`` record (None when Ctrl-C stopped it early).
-    ``callback(agent)`` runs after every vector step (see :meth:`HRMAgent.learn`).
-    Raises UsageError, ConfigError, CheckpointError, TrainingDiverged, or the
-    ValueError/TypeError/gymnasium error of an env that rejects its kwargs.
+    Raises UsageError, ConfigError, CheckpointError, or the ValueError/TypeError/gymnasium
+    error of an env that rejects its kwargs: the user mistakes ``main`` turns into exit code 2.
     """
     set_torch_threads(args.threads)
     agent, remaining = make_agent(args)
@@ -152,24 +149,43 @@ def run(args: argparse.Namespace, callback: Callable[[HRMAgent], bool | None] | 
     write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
     print(f"run dir: {run_dir}  ({agent.env_id}, {agent.variant} z, seed {agent.seed}, "
           f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})", flush=True)
-    agent.learn(remaining, callback=callback, progress_bar=not args.no_progress)
+    return agent, remaining
+
+
+def finish(agent: HRMAgent, remaining: int, progress_bar: bool = True,
+           callback: Callable[[HRMAgent], bool | None] | None = None) -> dict[str, Any] | None:
+    """Train the remaining steps and write ``summary.json``; returns it (None when Ctrl-C stopped training).
+
+    ``callback(agent)`` runs after every vector step (see :meth:`HRMAgent.learn`). Raises TrainingDiverged.
+    """
+    agent.learn(remaining, callback=callback, progress_bar=progress_bar)
     if agent._stop_requested:
-        return agent, None
+        return None
     summary = summarise(agent)
-    write_json(run_dir / "summary.json", summary)
-    return agent, summary
+    assert agent.run_dir is not None
+    write_json(agent.run_dir / "summary.json", summary)
+    return summary
+
+
+def run(args: argparse.Namespace, callback: Callable[[HRMAgent], bool | None] | None = None,
+        ) -> tuple[HRMAgent, dict[str, Any] | None]:
+    """What ``python -m hrm_agent.train`` does, with the errors raised (:func:`start`, :func:`finish`)."""
+    agent, remaining = start(args)
+    return agent, finish(agent, remaining, progress_bar=not args.no_progress, callback=callback)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        agent, summary = run(args)
+        agent, remaining = start(args)
     except (UsageError, ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        summary = finish(agent, remaining, progress_bar=not args.no_progress)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
