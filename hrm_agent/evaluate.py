@@ -56,12 +56,7 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         """Means and standard errors (``nan`` where undefined)."""
-
-        def mean_se(x: np.ndarray) -> tuple[float, float]:
-            if len(x) == 0:
-                return float("nan"), float("nan")
-            se = float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-            return float(np.mean(x)), se
+        from hrm_agent.analysis import mean_se
 
         out: dict[str, float] = {"episodes": float(len(self.success))}
         for name, values in (

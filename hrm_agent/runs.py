@@ -47,6 +47,15 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Raise UsageError unless ``env_id`` is registered and ``gym.make`` accepts ``env_kwargs``."""
+    check_env_id(env_id)
+    try:
+        gym.make(env_id, **env_kwargs).close()
+    except (ValueError, TypeError, gym.error.Error) as err:
+        raise UsageError(f"{env_id}: {str(err).splitlines()[0]}") from None
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Apply ``--threads`` (None: torch's default); raise UsageError below 1."""
     if threads is None:

@@ -146,10 +146,8 @@ def plan(spec: dict[str, Any]) -> list[Trial]:
 
 def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
     """Every trial's env and config resolve (``hrm_agent.train`` would accept them), else SweepError."""
-    import gymnasium as gym
-
     from hrm_agent.hyperparams import ConfigError, resolve_config
-    from hrm_agent.runs import UsageError, check_env_id, parse_env_kwargs
+    from hrm_agent.runs import UsageError, check_env, parse_env_kwargs
 
     if spec["seeds"] < 1:
         raise SweepError(f"--seeds must be at least 1, got {spec['seeds']}")
@@ -164,11 +162,7 @@ def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
     try:
         env_kwargs = parse_env_kwargs(spec["env_kwargs"])
         for env in spec["envs"]:
-            check_env_id(env)
-            try:
-                gym.make(env, **env_kwargs).close()
-            except (ValueError, TypeError, gym.error.Error) as err:
-                raise SweepError(f"{env}: {str(err).splitlines()[0]}") from None
+            check_env(env, env_kwargs)
     except UsageError as err:
         raise SweepError(str(err)) from None
     seen = set()

@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hrm_agent.runs import UsageError, check_env_id, parse_env_kwargs, run_name
+    from hrm_agent.runs import UsageError, check_env, parse_env_kwargs, run_name
 
     if args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
@@ -398,16 +398,10 @@ def _run(args: argparse.Namespace) -> int:
         raise BenchError(f"--learners: unknown {', '.join(unknown) or '(none given)'}; choose from {','.join(LEARNERS)}")
     learners = [n for n in LEARNERS if n in learners]
     try:
-        check_env_id(args.env)
         env_kwargs = parse_env_kwargs(args.env_kwargs)
+        check_env(args.env, env_kwargs)
     except UsageError as err:
         raise BenchError(str(err)) from None
-    try:  # the env accepts its kwargs
-        import gymnasium as gym
-
-        gym.make(args.env, **env_kwargs).close()
-    except (ValueError, TypeError, gym.error.Error) as err:
-        raise BenchError(str(err).splitlines()[0]) from None
     per_learner = split_overrides(args.overrides)
     check_settings(args.env, learners, per_learner)
     kwargs_text = kwargs_label(env_kwargs)
