@@ -128,6 +128,9 @@ def _measure_dqn(env_id: str, env_kwargs: dict[str, Any], settings: list[str], s
 
     config = resolve_baseline_config("dqn", env_id, None, settings + NO_EVAL)
     model = make_model("dqn", env_id, config, seed=seed, env_kwargs=env_kwargs, device="cpu")
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default would make an empty temp dir
     warmup = config.learning_starts + config.n_envs  # SB3 updates once num_timesteps > learning_starts
     model.learn(warmup, log_interval=None)
     start_rss = current_rss_bytes()
