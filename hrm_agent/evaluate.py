@@ -171,6 +171,13 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
     )
 
 
+def _plus_minus(mean: float, se: float, digits: int) -> str:
+    """``"m ± se"``; ``"m"`` where the SE is undefined (one value), ``"–"`` where the mean is (none)."""
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if np.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hrm_agent.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run directory (its final model, else last checkpoint) or a model file")
@@ -197,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                       record_latents=args.save_latents is not None)
     s = result.summary()
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")
-    print(f"success rate:    {s['success_rate']:.3f} ± {s['success_rate_se']:.3f}")
-    print(f"mean length:     {s['mean_ep_length']:.2f} ± {s['mean_ep_length_se']:.2f}")
-    print(f"path efficiency: {s['path_efficiency']:.3f} ± {s['path_efficiency_se']:.3f}  (successful episodes)")
+    print(f"success rate:    {_plus_minus(s['success_rate'], s['success_rate_se'], 3)}")
+    print(f"mean length:     {_plus_minus(s['mean_ep_length'], s['mean_ep_length_se'], 2)}")
+    print(f"path efficiency: {_plus_minus(s['path_efficiency'], s['path_efficiency_se'], 3)}"
+          f"  ({int(result.success.sum())} successful episodes)")
     shares = result.action_shares()
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
     print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
