@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"success rate:    {_plus_minus(s['success_rate'], s['success_rate_se'], 3)}")
     print(f"mean length:     {_plus_minus(s['mean_ep_length'], s['mean_ep_length_se'], 2)}")
     print(f"path efficiency: {_plus_minus(s['path_efficiency'], s['path_efficiency_se'], 3)}"
-          f"  ({int(result.success.sum())} successful episodes)")
+          f"  (successful episodes: {int(result.success.sum())})")
     shares = result.action_shares()
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
     print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
