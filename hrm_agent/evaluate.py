@@ -171,13 +171,6 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
     )
 
 
-def _plus_minus(mean: float, se: float, digits: int) -> str:
-    """``"m ± se"``; ``"m"`` where the SE is undefined (one value), ``"–"`` where the mean is (none)."""
-    if np.isnan(mean):
-        return "–"
-    return f"{mean:.{digits}f}" if np.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hrm_agent.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run directory (its final model, else last checkpoint) or a model file")
@@ -202,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
                       record_latents=args.save_latents is not None)
-    s = result.summary()
+    from hrm_agent.analysis import format_mean_se  # "m ± se", "m" for one value, "–" for none
+
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")
-    print(f"success rate:    {_plus_minus(s['success_rate'], s['success_rate_se'], 3)}")
-    print(f"mean length:     {_plus_minus(s['mean_ep_length'], s['mean_ep_length_se'], 2)}")
-    print(f"path efficiency: {_plus_minus(s['path_efficiency'], s['path_efficiency_se'], 3)}"
+    print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")
+    print(f"mean length:     {format_mean_se(result.length.astype(float), 2)}")
+    print(f"path efficiency: {format_mean_se(result.path_efficiency, 3)}"
           f"  (successful episodes: {int(result.success.sum())})")
     shares = result.action_shares()
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]

@@ -80,11 +80,11 @@ def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
 
 
 def test_evaluate_prints_no_nan_when_an_se_or_a_mean_is_undefined():
-    from hrm_agent.evaluate import _plus_minus
+    from hrm_agent.analysis import format_mean_se  # what the evaluate CLI prints
 
-    assert _plus_minus(0.25, 0.125, 3) == "0.250 ± 0.125"
-    assert _plus_minus(1.0, float("nan"), 3) == "1.000"  # one successful episode: no SE
-    assert _plus_minus(float("nan"), float("nan"), 3) == "–"  # none: no path efficiency
+    assert format_mean_se([0.0, 0.5], 3) == "0.250 ± 0.250"
+    assert format_mean_se([1.0], 3) == "1.000"  # one successful episode: no SE
+    assert format_mean_se([], 3) == "–"  # none: no path efficiency
 
 
 def test_resume_continues_the_step_count(trained_run, tmp_path):
