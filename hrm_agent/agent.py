@@ -263,12 +263,15 @@ class HRMAgent:
         """Train for ``total_timesteps`` more environment steps (counting continues across calls).
 
         ``callback(agent)`` runs after every vector step; returning False stops training.
-        With a ``run_dir``: logs to TensorBoard/CSV there, evaluates every ``eval_freq`` steps,
-        checkpoints every ``checkpoint_freq`` steps and on Ctrl-C (then returns early).
+        Evaluates greedily every ``eval_freq`` steps and at the end (``eval_history``). With a
+        ``run_dir`` it also logs to TensorBoard/CSV there and checkpoints every ``checkpoint_freq``
+        steps; without one nothing is written. Ctrl-C finishes the current step and returns the
+        trained agent early (after a checkpoint, with a ``run_dir``); call ``learn`` again to go on.
         Raises ``TrainingDiverged`` on a non-finite loss (no checkpoint is written after it).
         """
         c = self.config
         self._setup_learn()
+        self._stop_requested = False
         assert self.envs is not None and self.replay is not None and self._obs is not None
         end = self.num_timesteps + total_timesteps
         self.total_timesteps = max(self.total_timesteps, end)  # the exploration schedule's horizon
@@ -331,7 +334,7 @@ class HRMAgent:
                 if self.num_timesteps >= next_log or evaluated:
                     self._log_rollout(fps)
                     next_log = (self.num_timesteps // LOG_INTERVAL + 1) * LOG_INTERVAL
-                if c.checkpoint_freq and self.num_timesteps % c.checkpoint_freq < c.n_envs:
+                if self.run_dir is not None and c.checkpoint_freq and self.num_timesteps % c.checkpoint_freq < c.n_envs:
                     self.save_checkpoint()
                 if bar is not None:
                     bar.update(c.n_envs)
@@ -345,12 +348,13 @@ class HRMAgent:
                 bar.close()
         if self._stop_requested and self.run_dir is not None:
             self.save_checkpoint()
-        elif self.run_dir is not None and self.num_timesteps >= end:
+        elif self.num_timesteps >= end:
             if c.eval_freq and (not self.eval_history or self.eval_history[-1]["step"] != self.num_timesteps):
                 self._evaluate()
                 self._log_rollout(0.0 if self.num_timesteps == start_steps else fps)
-            self.save_checkpoint()
-            self.save(self.run_dir / FINAL_MODEL)
+            if self.run_dir is not None:
+                self.save_checkpoint()
+                self.save(self.run_dir / FINAL_MODEL)
         return self
 
     def _train(self, gradient_steps: int) -> None:
@@ -430,10 +434,7 @@ class HRMAgent:
                 self._logger.record(f"eval/{key}", summary[key])
 
     def _install_sigint_handler(self) -> Any:
-        """With a run dir, Ctrl-C finishes the current step, checkpoints and returns from ``learn``."""
-        if self.run_dir is None:
-            return None
-
+        """Ctrl-C finishes the current step and returns from ``learn`` (checkpointing first with a run dir)."""
         def request_stop(signum: int, frame: Any) -> None:
             self._stop_requested = True
 
