@@ -8,7 +8,10 @@ sync the target network, log, evaluate, checkpoint.
 Carry z vs reset z: with ``carry_z`` the latent each environment's forward
 pass leaves behind starts its next forward pass (also on random-action and
 warm-up steps, so it never goes stale) and is reset when an episode starts;
-without it every forward pass starts from the fixed initial state.
+without it every forward pass starts from the fixed initial state. What is
+carried is ``config.carry``: the whole state (``full``) or the query
+position's vectors broadcast to every position (``token``), see
+``HRMQNetwork.carry_state``; replay stores exactly what is carried.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pydantic import ValidationError
 
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
-from hrm_agent.dqn import dqn_update, linear_schedule, update_target
+from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
 from hrm_agent.hyperparams import AgentConfig, ConfigError, format_validation_error, resolve_config
 from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.replay import ReplayBuffer
@@ -103,13 +106,25 @@ class HRMAgent:
         seed: seeds the network init, exploration, replay sampling and the environments.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         env_kwargs: extra ``gym.make`` kwargs (when ``env`` is an id).
+        preset: a named preset of ``hyperparams.yaml`` applied over the env's defaults before
+            ``config`` (e.g. ``"paper"``: the HRM-Agent authors' settings); only with a dict config.
         run_dir: where ``learn`` writes TensorBoard/CSV logs and checkpoints (None: nothing is written).
 
     Example::
 
+        import gymnasium as gym
+        from hrm_agent import HRMAgent
+
         agent = HRMAgent("DynamicMaze-v0", {"carry_z": True}, seed=1)
-        agent.learn(50_000)
-        action, state = agent.predict(obs, state=state, episode_start=episode_start)
+        agent.learn(50_000)  # no run_dir: nothing written; greedy evaluations in agent.eval_history
+
+        env = gym.make("DynamicMaze-v0")
+        obs, info = env.reset(seed=0)
+        state, episode_start, done = None, True, False
+        while not done:
+            action, state = agent.predict(obs, state=state, episode_start=episode_start)
+            obs, reward, terminated, truncated, info = env.step(action)
+            episode_start, done = False, terminated or truncated
     """
 
     def __init__(
@@ -120,6 +135,7 @@ class HRMAgent:
         seed: int = 0,
         device: str | torch.device = "auto",
         env_kwargs: dict[str, Any] | None = None,
+        preset: str | None = None,
         run_dir: str | Path | None = None,
     ) -> None:
         if isinstance(env, str):
@@ -129,7 +145,12 @@ class HRMAgent:
                 raise ValueError("pass an env made with gym.make (it needs a spec to be re-created), or its id")
             self.env_id, self.env_kwargs = env.spec.id, {**env.spec.kwargs, **(env_kwargs or {})}
         # a mapping (or None) is applied over the env's tuned defaults, as the CLI does
-        self.config = config if isinstance(config, AgentConfig) else resolve_config(self.env_id, params=config or {})
+        if isinstance(config, AgentConfig):
+            if preset is not None:
+                raise ValueError("preset applies to a dict config; an AgentConfig is used as is")
+            self.config = config
+        else:
+            self.config = resolve_config(self.env_id, params=config or {}, preset=preset)
         self.seed = seed
         self.device = resolve_device(device)
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -155,7 +176,10 @@ class HRMAgent:
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         optimizer_cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_cls(
-            self.online.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            self.online.parameters(),
+            lr=self.config.learning_rate,
+            betas=self.config.adam_betas,
+            weight_decay=self.config.weight_decay,
         )
         self.rng = np.random.default_rng(seed)
 
@@ -222,6 +246,8 @@ class HRMAgent:
                 mask = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(batch), device=self.device)
                 carry = self.online.reset_carry(mask, carry)
         new_carry, actions = self._act(observation, carry)
+        if self.config.carry_z:  # what the next step starts from (token: the broadcast query vectors)
+            new_carry = self.online.carry_from_state(self.online.carry_state(new_carry, self.config.carry))
         if not deterministic:
             explore = self.rng.random(batch) < self.config.exploration_final_eps
             actions = np.where(explore, self.rng.integers(0, self.action_space.n, size=batch), actions)
@@ -230,12 +256,8 @@ class HRMAgent:
     # ---------------------------------------------------------------- training
     def exploration_rate(self) -> float:
         c = self.config
-        return linear_schedule(
-            c.exploration_initial_eps,
-            c.exploration_final_eps,
-            c.exploration_fraction * self.total_timesteps,
-            self.num_timesteps,
-        )
+        duration = c.exploration_steps or c.exploration_fraction * self.total_timesteps
+        return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, duration, self.num_timesteps)
 
     def _setup_learn(self) -> None:
         c = self.config
@@ -247,7 +269,8 @@ class HRMAgent:
             self._episode_return = np.zeros(c.n_envs)
             self._episode_length = np.zeros(c.n_envs, dtype=np.int64)
         if self.replay is None:
-            latent_shape = (self.model_config.total_seq_len, self.model_config.hidden_size) if c.carry_z else None
+            D = self.model_config.hidden_size
+            latent_shape = None if not c.carry_z else (D,) if c.carry == "token" else (self.model_config.total_seq_len, D)
             latent_dtype = torch.bfloat16 if self.model_config.forward_dtype == "bfloat16" else torch.float16
             self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len, latent_shape, latent_dtype)
         if self.run_dir is not None and self._logger is None:
@@ -294,6 +317,7 @@ class HRMAgent:
                 actions = np.where(explore, self.rng.integers(0, self.action_space.n, size=c.n_envs), actions)
 
                 next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+                z_out = self.online.carry_state(new_carry, c.carry) if c.carry_z else None
                 done = terminated | truncated
                 real_next_obs = next_obs.copy()
                 for i in np.flatnonzero(done):  # same-step autoreset: next_obs already starts a new episode
@@ -305,13 +329,15 @@ class HRMAgent:
                     rewards,
                     terminated,
                     self._episode_start,
-                    torch.stack(new_carry) if c.carry_z else None,
+                    z_out,
                 )
                 self._track_episodes(rewards, done, infos)
 
                 self._obs = next_obs
                 self._episode_start = done
-                self._carry = self.online.reset_carry(torch.as_tensor(done, device=self.device), new_carry)
+                if c.carry_z:
+                    carried = self.online.carry_from_state(z_out)
+                    self._carry = self.online.reset_carry(torch.as_tensor(done, device=self.device), carried)
                 self.num_timesteps += c.n_envs
 
                 # learn
@@ -319,7 +345,7 @@ class HRMAgent:
                     vector_steps = self.num_timesteps // c.n_envs
                     if vector_steps % c.train_freq == 0:
                         self._train(c.gradient_steps)
-                if self.num_timesteps - self.last_target_sync >= c.target_update_interval:
+                if c.target_update == "periodic" and self.num_timesteps - self.last_target_sync >= c.target_update_interval:
                     update_target(self.online, self.target, c.tau)
                     self.last_target_sync = self.num_timesteps
 
@@ -362,6 +388,8 @@ class HRMAgent:
         c = self.config
         for _ in range(gradient_steps):
             batch = self.replay.sample(c.batch_size, self.rng, self.device)
+            for group in self.optimizer.param_groups:
+                group["lr"] = warmup_lr(c.learning_rate, c.lr_warmup_steps, self.n_updates)
             stats = dqn_update(
                 self.online,
                 self.target,
@@ -371,13 +399,15 @@ class HRMAgent:
                 loss=c.loss,
                 double_q=c.double_q,
                 max_grad_norm=c.max_grad_norm,
+                deep_supervision=c.deep_supervision,
+                target_tau=c.tau if c.target_update == "every_update" else None,
             )
             if not np.isfinite(stats["loss"]):
                 raise TrainingDiverged(
                     f"non-finite TD loss at step {self.num_timesteps}; try a lower learning_rate "
                     f"(now {c.learning_rate}) or max_grad_norm; the last good checkpoint is kept"
                 )
-            self.n_updates += 1
+            self.n_updates += stats["optimizer_steps"]
         if self._logger is not None:  # averaged over the updates since the last dump
             self._logger.record_mean("train/loss", stats["loss"])
             self._logger.record_mean("train/q_mean", stats["q_mean"])

@@ -3,7 +3,8 @@
 Field names follow the reference implementation's
 ``HierarchicalReasoningModel_ACTV1Config`` where they apply. The halting
 fields are absent because Adaptive Computation Time is off: every forward pass
-runs the full ``H_cycles x L_cycles`` recursion. ``batch_size`` is absent too:
+runs all ``segments`` segments (the reference's ``halt_max_steps``) of the full
+``H_cycles x L_cycles`` recursion. ``batch_size`` is absent too:
 the network works for any batch size.
 
 The defaults are far smaller than the reference's (hidden 512, 4 + 4 layers,
@@ -31,13 +32,20 @@ class HRMConfig(BaseModel):
     vocab_size: int = Field(gt=0, description="number of distinct observation token ids")
     num_actions: int = Field(gt=0, description="Q-values per sample, one per discrete action")
 
-    H_cycles: int = Field(2, gt=0, description="N: high-level updates per forward pass")
+    H_cycles: int = Field(2, gt=0, description="N: high-level updates per segment")
     L_cycles: int = Field(2, gt=0, description="T: low-level updates per high-level update")
+    segments: int = Field(
+        1,
+        gt=0,
+        description="M: segments per forward pass, each N x T iterations continuing from the last "
+        "(the reference's halt_max_steps, always run in full since ACT is off)",
+    )
     H_layers: int = Field(2, gt=0, description="transformer blocks in the H module")
     L_layers: int = Field(2, gt=0, description="transformer blocks in the L module")
 
     hidden_size: int = Field(64, gt=0)
     expansion: float = Field(4.0, gt=0, description="SwiGLU width relative to hidden_size (before the 2/3 factor)")
+    mlp_width_multiple: int = Field(16, gt=0, description="SwiGLU width rounded up to a multiple of this (reference: 256)")
     num_heads: int = Field(4, gt=0)
     pos_encodings: Literal["rope", "learned"] = "rope"
 

@@ -7,6 +7,12 @@ Everything about the learning rule is in this file. The loss is the paper's
 with ``d_t`` the *terminated* flag: a time-limit truncation still bootstraps.
 With carry z the online network starts from the stored ``z_t`` on ``s_t`` and
 the target network from ``z_{t+1}`` on ``s_{t+1}`` (see ``replay.py``).
+
+Deep supervision (as the HRM and the HRM-Agent authors train): the target is
+computed once per minibatch, from the target network's full forward pass (all
+``segments``); the online network then runs one segment at a time, each
+continuing from the last with the carry detached in between, and every
+segment's Q-values get their own optimiser step against that same target.
 """
 
 from __future__ import annotations
@@ -32,11 +38,18 @@ def td_target(
     return rewards + gamma * (1.0 - terminated) * next_values
 
 
+def warmup_lr(base_lr: float, warmup_steps: int, n_updates: int) -> float:
+    """Learning rate after ``n_updates`` optimiser steps: linear warm-up to ``base_lr``, then constant."""
+    if warmup_steps <= 0:
+        return base_lr
+    return base_lr * min(1.0, (n_updates + 1) / warmup_steps)
+
+
 def _start_carry(model: HRMQNetwork, z: torch.Tensor | None, reset: torch.Tensor | None, batch: int) -> HRMCarry:
     """The latent a forward pass starts from: stored ``z`` (rows in ``reset`` re-initialised) or the initial one."""
     if z is None:
         return model.initial_carry(batch, device=model.H_init.device)
-    carry = HRMCarry(z_H=z[0].to(model.H_init.dtype), z_L=z[1].to(model.H_init.dtype))
+    carry = model.carry_from_state(z)
     return carry if reset is None else model.reset_carry(reset, carry)
 
 
@@ -49,15 +62,21 @@ def dqn_update(
     gamma: float,
     loss: str = "mse",
     double_q: bool = False,
-    max_grad_norm: float = 10.0,
+    max_grad_norm: float | None = 10.0,
+    deep_supervision: bool = False,
+    target_tau: float | None = None,
 ) -> dict[str, float]:
-    """One gradient step on a replay batch; returns scalars for logging."""
+    """Gradient steps on one replay batch; returns scalars for logging (of the last step).
+
+    One optimiser step, or with ``deep_supervision`` one per segment of the online
+    network (``online.config.segments``) against the same target. ``target_tau``:
+    soft-update the target network after every optimiser step (None: the caller
+    syncs it on its own schedule).
+    """
     n = batch.obs.shape[0]
     carry = _start_carry(online, batch.z_init, batch.episode_start, n)
     next_carry = _start_carry(target, batch.z_next, None, n)
 
-    _, q = online(carry, batch.obs)
-    q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
     with torch.no_grad():
         _, next_q = target(next_carry, batch.next_obs)
         if double_q:  # online net picks a', target net evaluates it
@@ -67,12 +86,28 @@ def dqn_update(
             next_values = next_q.max(1).values
         y = td_target(batch.rewards, batch.terminated, next_values, gamma)
 
-    td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
-    optimizer.zero_grad(set_to_none=True)
-    td_loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
-    optimizer.step()
-    return {"loss": td_loss.item(), "q_mean": q_taken.mean().item(), "grad_norm": float(grad_norm)}
+    steps, segments = (online.config.segments, 1) if deep_supervision else (1, None)
+    for _ in range(steps):
+        carry, q = online(carry, batch.obs, segments=segments)  # carry comes back detached
+        q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
+        td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
+        optimizer.zero_grad(set_to_none=True)
+        td_loss.backward()
+        if max_grad_norm is None:
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in online.parameters() if p.grad is not None])
+            )
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
+        optimizer.step()
+        if target_tau is not None:
+            update_target(online, target, target_tau)
+    return {
+        "loss": td_loss.item(),
+        "q_mean": q_taken.mean().item(),
+        "grad_norm": float(grad_norm),
+        "optimizer_steps": steps,
+    }
 
 
 @torch.no_grad()

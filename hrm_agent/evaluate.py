@@ -150,6 +150,8 @@ def evaluate(
                 "eval_seed": seed,
                 "H_cycles": cfg.H_cycles,
                 "L_cycles": cfg.L_cycles,
+                "segments": cfg.segments,
+                "carry": agent.config.carry,
                 "hidden_size": cfg.hidden_size,
                 "total_seq_len": cfg.total_seq_len,
                 "forward_dtype": cfg.forward_dtype,

@@ -29,6 +29,11 @@ class AgentConfig(BaseModel):
     carry_z: bool = True
     """Carry the latent ``z`` across environment steps (True) or start every step fresh (False)."""
 
+    carry: Literal["full", "token"] = "token"
+    """With carry z, what is carried: every position's state (``full``, ``(S, D)`` per level) or the
+    query position's vectors, broadcast to every position of the next step (``token``, ``(D,)`` per
+    level, as the HRM-Agent authors do)."""
+
     model: dict[str, Any] = Field(default_factory=dict)
     """``HRMConfig`` fields (hidden_size, H_cycles, ...); seq_len, vocab_size and num_actions come from the env."""
 
@@ -43,11 +48,18 @@ class AgentConfig(BaseModel):
 
     # Optimisation
     learning_rate: float = Field(5e-4, gt=0)
+    lr_warmup_steps: int = Field(0, ge=0)
+    """Optimiser steps of linear learning-rate warm-up from 0 (then constant)."""
     optimizer: Literal["adam", "adamw"] = "adam"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(10.0, gt=0)
+    max_grad_norm: float | None = Field(10.0, gt=0)
+    """Clip the gradient's global norm to this (None: no clipping)."""
     loss: Literal["mse", "huber"] = "mse"
     double_q: bool = False
+    deep_supervision: bool = False
+    """One optimiser step per segment of the model (``model.segments``) on each minibatch, all
+    against the same TD target, the carry detached between them."""
 
     # DQN
     buffer_size: int = Field(50_000, ge=1)
@@ -56,11 +68,16 @@ class AgentConfig(BaseModel):
     gamma: float = Field(0.95, gt=0, le=1)
     train_freq: int = Field(4, ge=1)
     gradient_steps: int = Field(1, ge=1)
+    target_update: Literal["periodic", "every_update"] = "periodic"
+    """``periodic``: ``θ⁻ ← τθ + (1−τ)θ⁻`` every ``target_update_interval`` env steps (stable-baselines3);
+    ``every_update``: the same after every optimiser step (``target_update_interval`` unused)."""
     target_update_interval: int = Field(1_000, ge=1)
     tau: float = Field(1.0, gt=0, le=1)
 
     # epsilon-greedy, linear from initial to final over exploration_fraction of the run
+    # (or over exploration_steps env steps when set)
     exploration_fraction: float = Field(0.3, gt=0, le=1)
+    exploration_steps: int | None = Field(None, ge=1)
     exploration_initial_eps: float = Field(1.0, ge=0, le=1)
     exploration_final_eps: float = Field(0.05, ge=0, le=1)
 
@@ -117,9 +134,22 @@ def env_defaults(section: dict[str, Any], env_id: str, nested: tuple[str, ...] =
     return params
 
 
-def default_hyperparams(env_id: str) -> dict[str, Any]:
-    """Tuned defaults for ``env_id`` from the package's ``hyperparams.yaml`` (``default`` entry otherwise)."""
-    return env_defaults(hyperparams_table(), env_id)
+def default_hyperparams(env_id: str, preset: str | None = None) -> dict[str, Any]:
+    """Tuned defaults for ``env_id`` from the package's ``hyperparams.yaml`` (``default`` entry otherwise),
+    with the named preset of its ``presets`` section applied over them."""
+    table = hyperparams_table()
+    params = env_defaults(table, env_id)
+    if preset is not None:
+        presets = table.get("presets") or {}
+        if preset not in presets:
+            raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(sorted(presets))}")
+        params = merge_layers(params, [presets[preset]])
+    return params
+
+
+def preset_names() -> list[str]:
+    """Names of the presets in the package's ``hyperparams.yaml``."""
+    return sorted(hyperparams_table().get("presets") or {})
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -168,8 +198,10 @@ def resolve_config(
     carry_z: bool | None = None,
     base: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> AgentConfig:
-    """Defaults for ``env_id`` (or ``base``) <- config file <- ``key=value`` overrides <- ``params`` <- ``carry_z``.
+    """Defaults for ``env_id`` (+ ``preset``, or ``base``) <- config file <- ``key=value`` overrides <- ``params``
+    <- ``carry_z``.
 
     ``params`` is a mapping of hyperparameters as in a config file (``model`` a mapping
     merged field by field), e.g. what a Python user passes to ``HRMAgent``.
@@ -179,7 +211,7 @@ def resolve_config(
     layers = override_layers(config_file, overrides)
     if params is not None:
         layers.append(params)
-    merged = default_hyperparams(env_id) if base is None else {**base, "model": dict(base.get("model", {}))}
+    merged = default_hyperparams(env_id, preset) if base is None else {**base, "model": dict(base.get("model", {}))}
     merged = merge_layers(merged, layers)
     if carry_z is not None:
         merged["carry_z"] = carry_z

@@ -5,11 +5,13 @@ Written by ``python -m hrm_agent.evaluate RUN_DIR --episodes 100 --save-latents`
 :mod:`hrm_agent.analysis` and ``analysis/`` reads only these files.
 
 Notation as in :mod:`hrm_agent.model`: one environment step is one forward pass
-of ``N*T`` iterations (``N = H_cycles``, ``T = L_cycles``); ``z^i`` is the state
+of ``M*N*T`` iterations (``M = segments``, ``N = H_cycles``, ``T = L_cycles``;
+every iteration of every segment is recorded); ``z^i`` is the state
 after iteration ``i``; ``S = seq_len + 1`` positions (query token first), ``D``
 the hidden size. The recorded iterations come from the network's own trace
 (``HRMQNetwork.forward(..., trace=True)``) of the very forward pass that chose
-the action, so the last one, ``z^{NT}``, is the carry the agent continued with.
+the action, so the last one, ``z^{MNT}``, is the state the agent's carry came from
+(all of it with ``carry: full``; its query-position vectors with ``carry: token``).
 
 File format ``hrm-agent-latents``, version 1: a compressed NumPy ``.npz`` (no
 pickled objects; ``numpy.load`` opens it as well). ``n`` recorded steps, ``E``
@@ -21,7 +23,7 @@ entry             shape, dtype             meaning
 format            () str                   ``"hrm-agent-latents"``
 version           () int64                 ``1``
 metadata          () str                   JSON object, see below
-z_H, z_L          (n, N*T, S, D) float16   entry ``[t, i-1]``: the state after iteration ``i``
+z_H, z_L          (n, M*N*T, S, D) float16 entry ``[t, i-1]``: the state after iteration ``i``
 H_init, L_init    (D,) float32             the fixed initial state, ``z^0`` of every forward
                                            pass with reset z and of each episode's first step
 obs               (n, H, W) uint8          the observation the forward pass read
@@ -39,7 +41,7 @@ episode_length    (E,) int64               steps it took (its number of rows)
 
 ``metadata``: ``variant`` (``"carry"``/``"reset"``), ``env_id``, ``env_kwargs``,
 ``seed`` (the agent's training seed), ``eval_seed``, ``H_cycles``, ``L_cycles``,
-``hidden_size``, ``total_seq_len``, ``forward_dtype``, ``hrm_agent_version``,
+``segments`` (1 when absent), ``carry`` (``"full"``/``"token"``; ``"full"`` when absent), ``hidden_size``, ``total_seq_len``, ``forward_dtype``, ``hrm_agent_version``,
 ``created`` (UTC, ISO 8601) and, from the command line, ``source`` (the run
 directory or model file evaluated) and ``run`` (its name).
 
@@ -49,7 +51,7 @@ to about 29 KB. 100 episodes of an untrained agent (4,219 steps; nearly every
 episode runs to the 44-step limit, so this is the upper bound) gave a 122 MB
 file; an agent that reaches the goal by the shortest path (9.4 steps per
 episode on average) would write about 27 MB. The size grows linearly with
-steps, ``N*T``, ``S`` and ``D``.
+steps, ``M*N*T``, ``S`` and ``D``.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class Latents:
 
     @property
     def iterations(self) -> int:
-        """``N*T``, recorded iterations per step."""
+        """``M*N*T``, recorded iterations per step."""
         return int(self.z_H.shape[1])
 
     @property
@@ -139,14 +141,17 @@ class Latents:
         """``z^0`` of every step, (n, S, D) float16: the state its forward pass started from.
 
         The initial state (``H_init``/``L_init`` at every position) on each episode's first
-        step and at every step with reset z; otherwise the previous step's ``z^{NT}``.
+        step and at every step with reset z; otherwise what was carried of the previous step's
+        final state: all of it (``carry: full``) or its query-position vector at every position
+        (``carry: token``).
         """
         z = getattr(self, level)
         init = (self.H_init if level == "z_H" else self.L_init).astype(z.dtype)
         start = np.broadcast_to(init, (self.n_steps, *z.shape[2:])).copy()
         if self.variant == "carry":
             continued = np.flatnonzero(self.step > 0)
-            start[continued] = z[continued - 1, -1]
+            final = z[continued - 1, -1]
+            start[continued] = final[:, :1] if self.metadata.get("carry", "full") == "token" else final
         return start
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -189,13 +194,27 @@ def record_traces(model: nn.Module) -> Iterator[list[HRMTrace]]:
 class LatentRecorder:
     """Collects the steps of a batch of episodes run side by side, then builds a :class:`Latents`.
 
-    Example (what ``hrm_agent.evaluate.evaluate`` does)::
+    Example: one greedy episode (``hrm_agent.evaluate.evaluate`` runs many side by side and fills in
+    the metadata that :func:`save` needs)::
 
-        recorder = LatentRecorder(n_episodes)
+        import gymnasium as gym
+        from hrm_agent import HRMAgent
+        from hrm_agent.latents import LatentRecorder, record_traces
+
+        agent = HRMAgent("DynamicMaze-v0")
+        env = gym.make("DynamicMaze-v0")
+        obs, info = env.reset(seed=0)
+        recorder, state, step, done = LatentRecorder(n_episodes=1), None, 0, False
         with record_traces(agent.online) as traces:
-            actions, state = agent.predict(obs, state, episode_start)
-            recorder.add(traces.pop(), rows, obs[rows], ...)   # after stepping the envs
-        latents = recorder.finish(success, H_init, L_init, metadata)
+            while not done:
+                actions, state = agent.predict(obs[None], state, episode_start=[step == 0])
+                next_obs, reward, terminated, truncated, next_info = env.step(int(actions[0]))
+                recorder.add(traces.pop(), [0], obs[None], actions, [reward], [info["changed"]],
+                             [info["agent_pos"]], [step])
+                obs, info, step, done = next_obs, next_info, step + 1, terminated or truncated
+        H_init, L_init = (x.float().numpy() for x in (agent.online.H_init, agent.online.L_init))
+        latents = recorder.finish([terminated], H_init, L_init, {"variant": agent.variant})
+        print(latents.z_H.shape)  # (steps, M*N*T, S, D)
     """
 
     def __init__(self, n_episodes: int) -> None:
@@ -213,12 +232,12 @@ class LatentRecorder:
         agent_pos: np.ndarray,
         step: np.ndarray,
     ) -> None:
-        """One batched step. ``trace``: (N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
+        """One batched step. ``trace``: (M*N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
         were active; the other arguments: (k, ...) per active episode, as in the file format."""
         rows = np.asarray(rows, dtype=np.int64)
         for level in LEVELS:
             z = getattr(trace, level)
-            z = z[:, torch.as_tensor(rows, device=z.device)]  # (N*T, k, S, D)
+            z = z[:, torch.as_tensor(rows, device=z.device)]  # (M*N*T, k, S, D)
             self._columns[level].append(z.detach().float().cpu().numpy().astype(np.float16).swapaxes(0, 1))
         for name, value in (("obs", obs), ("action", action), ("reward", reward), ("changed", changed),
                             ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
@@ -279,6 +298,17 @@ def load(path: str | Path) -> Latents:
 
     Raises ``LatentsError`` with a one-line reason for a missing, truncated, corrupt or foreign
     file, another format version, or entries whose shapes do not fit together.
+
+    Example (``runs/<run>`` a training run, evaluated with
+    ``python -m hrm_agent.evaluate runs/<run> --save-latents``)::
+
+        from hrm_agent import latents
+
+        rec = latents.load("runs/<run>/latents.npz")
+        print(rec.variant, rec.n_steps, rec.n_episodes, rec.iterations)  # "carry"/"reset", n, E, M*N*T
+        final = rec.z_H[:, -1]                 # (n, S, D): z_H^{MNT} of every step, where the carry comes from
+        start = rec.initial_state("z_H")       # (n, S, D): z^0, where each step's forward pass started
+        moved = rec.z_L[rec.changed]           # the steps whose walls or doors had just changed
     """
     path = Path(path)
     if not path.is_file():
@@ -325,9 +355,10 @@ def _check(latents: Latents, name: str) -> None:
     if meta["variant"] not in ("carry", "reset"):
         fail(f"variant must be 'carry' or 'reset', got {meta['variant']!r}")
     z_H, z_L = latents.z_H, latents.z_L
-    expected = (meta["H_cycles"] * meta["L_cycles"], meta["total_seq_len"], meta["hidden_size"])
+    iterations = meta.get("segments", 1) * meta["H_cycles"] * meta["L_cycles"]
+    expected = (iterations, meta["total_seq_len"], meta["hidden_size"])
     if z_H.ndim != 4 or z_H.shape[1:] != expected:
-        fail(f"z_H has shape {z_H.shape}, expected (n, {', '.join(map(str, expected))}) (n, N*T, S, D)")
+        fail(f"z_H has shape {z_H.shape}, expected (n, {', '.join(map(str, expected))}) (n, M*N*T, S, D)")
     if z_L.shape != z_H.shape:
         fail(f"z_L has shape {z_L.shape}, z_H {z_H.shape}")
     if not (np.issubdtype(z_H.dtype, np.floating) and np.issubdtype(z_L.dtype, np.floating)):

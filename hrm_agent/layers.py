@@ -25,9 +25,10 @@ from hrm_agent.config import HRMConfig
 
 CosSin = tuple[Tensor, Tensor]
 
-# SwiGLU widths are rounded up to a multiple of this. The reference uses 256,
-# which would more than double the MLP of a hidden-64 model; 16 is one AVX-512
-# register of float32, enough for aligned vector kernels on CPU.
+# SwiGLU widths are rounded up to a multiple of this by default (the config's
+# ``mlp_width_multiple``). The reference uses 256, which would grow the MLP of a
+# hidden-64 model by half; 16 is one AVX-512 register of float32, enough for
+# aligned vector kernels on CPU.
 MLP_WIDTH_MULTIPLE = 16
 
 
@@ -167,14 +168,14 @@ class SwiGLU(nn.Module):
     """Gated MLP ``down(silu(gate(x)) * up(x))`` with one fused gate/up projection, no biases.
 
     Hidden width: ``round(expansion * D * 2/3)`` rounded up to a multiple of
-    ``MLP_WIDTH_MULTIPLE`` (the 2/3 keeps the parameter count of a plain
+    ``multiple`` (the 2/3 keeps the parameter count of a plain
     ``expansion``-wide MLP).
     """
 
-    def __init__(self, hidden_size: int, expansion: float) -> None:
+    def __init__(self, hidden_size: int, expansion: float, multiple: int = MLP_WIDTH_MULTIPLE) -> None:
         super().__init__()
         width = max(1, round(expansion * hidden_size * 2 / 3))
-        width = -(-width // MLP_WIDTH_MULTIPLE) * MLP_WIDTH_MULTIPLE  # round up
+        width = -(-width // multiple) * multiple  # round up
         self.gate_up_proj = CastedLinear(hidden_size, 2 * width, bias=False)
         self.down_proj = CastedLinear(width, hidden_size, bias=False)
 
@@ -190,7 +191,7 @@ class Block(nn.Module):
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
         self.self_attn = Attention(config.hidden_size, config.num_heads)
-        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion, config.mlp_width_multiple)
         self.norm_eps = config.rms_norm_eps
 
     def forward(self, x: Tensor, cos_sin: CosSin | None) -> Tensor:

@@ -1,17 +1,20 @@
 """The HRM Q-network: the Hierarchical Reasoning Model with a DQN head.
 
 Notation of the HRM paper: ``N = H_cycles`` high-level cycles of ``T = L_cycles``
-low-level updates each, ``N*T`` iterations per forward pass; ``x~`` is the
-embedded input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
-``i = 1 .. N*T``::
+low-level updates each, ``N*T`` iterations per segment and ``M = segments``
+segments per forward pass (the reference's ``halt_max_steps``; ACT is off, so
+all of them run, each continuing from the last); ``x~`` is the embedded
+input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
+``i = 1 .. M*N*T``::
 
     z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
     z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
-    Q     = W_Q z_H^{NT}[query position] + b_Q
+    Q     = W_Q z_H^{MNT}[query position] + b_Q
 
-Only iteration ``N*T`` is differentiable (the 1-step gradient): memory does
-not grow with the number of cycles. The state ``(z_H, z_L)`` is the carry: the
-caller decides whether the next forward pass starts from it ("carry z") or
+Only the last iteration is differentiable (the 1-step gradient): memory does
+not grow with the number of cycles or segments. Deep supervision (the
+learner's choice, see ``dqn.py``) runs one segment per call instead. The
+state ``(z_H, z_L)`` is the carry: the caller decides whether the next forward pass starts from it ("carry z") or
 from the fixed initial state (``reset_carry``, "reset z").
 
 Shapes: ``B`` batch, ``S = seq_len + 1`` positions (query token first), ``D``
@@ -41,7 +44,7 @@ class HRMCarry(NamedTuple):
 
 
 class HRMTrace(NamedTuple):
-    """States after each iteration of one forward pass. Each: (N*T, B, S, D).
+    """States after each iteration of one forward pass. Each: (M*N*T, B, S, D).
 
     Entry ``i - 1`` holds ``z^i``: ``z_L`` after its ``i``-th update and ``z_H``
     as it stands then (it changes only at the end of each H cycle, i.e. after
@@ -57,9 +60,14 @@ class HRMQNetwork(nn.Module):
 
     Example::
 
+        import torch
+        from hrm_agent import HRMConfig, HRMQNetwork
+
         net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
         carry = net.initial_carry(batch_size=8)
-        carry, q = net(carry, tokens)          # tokens: (8, 81) integer ids
+        tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
+        carry, q = net(carry, tokens)          # q: (8, 4) Q-values
+        done = torch.tensor([True] + [False] * 7)
         carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
     """
 
@@ -151,17 +159,19 @@ class HRMQNetwork(nn.Module):
         return self.embed_scale * x
 
     def forward(
-        self, carry: HRMCarry, tokens: Tensor, *, trace: bool = False
+        self, carry: HRMCarry, tokens: Tensor, *, trace: bool = False, segments: int | None = None
     ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace]:
-        """One forward pass of ``H_cycles x L_cycles`` iterations from ``carry``.
+        """``segments`` segments of ``H_cycles x L_cycles`` iterations from ``carry``, each continuing from the last.
 
         carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
         tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
-        flattened row-major.
+        flattened row-major; segments: default ``config.segments`` (acting runs
+        them all; deep supervision calls one at a time).
 
         Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
-        forward dtype and q_values (B, A) float32 with grad; with ``trace=True``,
-        ``(new_carry, q_values, HRMTrace)``.
+        forward dtype and q_values (B, A) float32 read after the last segment, with
+        grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over all
+        ``segments * N * T`` iterations.
         """
         cfg = self.config
         tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
@@ -173,11 +183,12 @@ class HRMQNetwork(nn.Module):
         z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
         z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
 
+        M = cfg.segments if segments is None else segments
         N, T = cfg.H_cycles, cfg.L_cycles
         trace_H: list[Tensor] = []
         trace_L: list[Tensor] = []
         with torch.no_grad():
-            for i in range(1, N * T):  # every iteration but the last
+            for i in range(1, M * N * T):  # every iteration but the last, across segments
                 z_L = self.L_level(z_L, z_H + x, cos_sin)
                 if i % T == 0:
                     z_H = self.H_level(z_H, z_L, cos_sin)
@@ -198,6 +209,29 @@ class HRMQNetwork(nn.Module):
         trace_H.append(new_carry.z_H)
         trace_L.append(new_carry.z_L)
         return new_carry, q_values, HRMTrace(z_H=torch.stack(trace_H), z_L=torch.stack(trace_L))
+
+    # ------------------------------------------------------------ carry modes
+
+    @staticmethod
+    def carry_state(carry: HRMCarry, mode: str) -> Tensor:
+        """What carry z keeps of a step's final state, stacked ``(z_H, z_L)``.
+
+        ``"full"``: every position, (2, B, S, D). ``"token"``: the vectors at the
+        query position (where Q is read), (2, B, D); as in the HRM-Agent authors'
+        code, they seed the next step at every position.
+        """
+        if mode == "full":
+            return torch.stack(carry)
+        if mode == "token":
+            return torch.stack((carry.z_H[:, 0], carry.z_L[:, 0]))
+        raise ValueError(f"carry mode must be 'full' or 'token', got {mode!r}")
+
+    def carry_from_state(self, state: Tensor) -> HRMCarry:
+        """Inverse of :meth:`carry_state`: (2, B, S, D) or (2, B, D) -> HRMCarry (B, S, D) in the forward dtype."""
+        state = state.to(device=self.H_init.device, dtype=self.forward_dtype)
+        if state.dim() == 3:  # one vector per level, broadcast to every position
+            state = state[:, :, None, :].expand(-1, -1, self.config.total_seq_len, -1)
+        return HRMCarry(z_H=state[0], z_L=state[1])
 
 
 def _strip_compiled_prefix(

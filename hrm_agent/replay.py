@@ -29,7 +29,8 @@ import torch
 class ReplaySample(NamedTuple):
     """A batch of ``B`` transitions (tensors on the requested device).
 
-    ``z_init``/``z_next`` are ``(2, B, S, D)`` stacks ``(z_H, z_L)`` or None
+    ``z_init``/``z_next`` are stacks ``(z_H, z_L)`` of what carry z keeps,
+    ``(2, B, S, D)`` (``carry: full``) or ``(2, B, D)`` (``carry: token``), or None
     (reset z); rows where ``episode_start`` is True must be reset to the initial
     state by the caller (``model.reset_carry``) before use as ``z_init``.
     """
@@ -40,8 +41,8 @@ class ReplaySample(NamedTuple):
     next_obs: torch.Tensor  # (B, L) uint8 tokens of s_{t+1} (the final obs on an episode's last step)
     terminated: torch.Tensor  # (B,) float32: 1 when s_{t+1} is terminal (no bootstrap); truncation is 0
     episode_start: torch.Tensor  # (B,) bool: s_t is the first observation of its episode
-    z_init: torch.Tensor | None  # (2, B, S, D) latent before the forward pass on s_t
-    z_next: torch.Tensor | None  # (2, B, S, D) latent produced by it, which starts s_{t+1}
+    z_init: torch.Tensor | None  # (2, B, *latent_shape) latent before the forward pass on s_t
+    z_next: torch.Tensor | None  # (2, B, *latent_shape) latent produced by it, which starts s_{t+1}
 
 
 class ReplayBuffer:
@@ -51,7 +52,8 @@ class ReplayBuffer:
         buffer_size: total transitions kept (``buffer_size // n_envs`` rows).
         n_envs: environments stepped together.
         seq_len: tokens per observation.
-        latent_shape: ``(S, D)`` of each of ``z_H``/``z_L``; None stores no latents (reset z).
+        latent_shape: shape of each of ``z_H``/``z_L`` as carried, ``(S, D)`` or ``(D,)``; None stores
+            no latents (reset z).
         latent_dtype: ``torch.float16`` or ``torch.bfloat16``.
     """
 
@@ -99,7 +101,7 @@ class ReplayBuffer:
         episode_start: np.ndarray,
         z_out: torch.Tensor | None = None,
     ) -> None:
-        """Store one vector step: arrays with leading dim ``n_envs``; ``z_out`` is ``(2, n_envs, S, D)``."""
+        """Store one vector step: arrays with leading dim ``n_envs``; ``z_out`` is ``(2, n_envs, *latent_shape)``."""
         t = self.pos
         self.obs[t] = obs
         self.next_obs[t] = next_obs

@@ -1,7 +1,7 @@
 """Train an HRM agent: ``python -m hrm_agent.train --env DynamicMaze-v0 --carry-z``.
 
 Hyperparameters are resolved as: the env's tuned defaults in
-``hrm_agent/hyperparams.yaml`` <- ``--config FILE.yaml`` <- ``--set key=value``
+``hrm_agent/hyperparams.yaml`` <- ``--preset NAME`` <- ``--config FILE.yaml`` <- ``--set key=value``
 (repeatable; ``model.hidden_size=128`` reaches into the model) <- the flags.
 Carry z is the default variant.
 
@@ -23,7 +23,7 @@ import gymnasium as gym
 
 from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent, TrainingDiverged
 from hrm_agent.checkpoint import CheckpointError
-from hrm_agent.hyperparams import ConfigError, resolve_config
+from hrm_agent.hyperparams import ConfigError, preset_names, resolve_config
 from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
     EXIT_USAGE,
     UsageError,
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default runs/{env}__{variant}__{seed}__{time})")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"named hyperparameter preset applied over the env's defaults ({', '.join(preset_names())}; "
+                        "paper: the HRM-Agent authors' settings, a GPU recipe)")
     p.add_argument("--config", type=Path, default=None, help="YAML file of hyperparameters")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one hyperparameter, e.g. --set learning_rate=3e-4 --set model.hidden_size=32")
@@ -100,6 +103,8 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
         requested = []
         if args.env is not None and args.env != agent.env_id:
             requested.append(f"env is {agent.env_id} in the checkpoint, {args.env} here")
+        if args.preset is not None:
+            requested.append("--preset applies to a new run (a resumed run keeps its checkpoint's config)")
         if args.seed is not None and args.seed != agent.seed:
             requested.append(f"seed is {agent.seed} in the checkpoint, {args.seed} here")
         if args.env_kwargs and {**agent.env_kwargs, **parse_env_kwargs(args.env_kwargs)} != agent.env_kwargs:
@@ -119,7 +124,7 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     if args.env is None:
         raise UsageError("--env is required (or --resume RUN_DIR)")
     check_env_id(args.env)
-    config = resolve_config(args.env, args.config, overrides_from(args), args.carry_z)
+    config = resolve_config(args.env, args.config, overrides_from(args), args.carry_z, preset=args.preset)
     seed = 0 if args.seed is None else args.seed
     total = config.total_steps if args.total_steps is None else args.total_steps
     if total < 1:

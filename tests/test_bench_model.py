@@ -45,7 +45,7 @@ def test_bench_model_defaults_come_from_the_training_config():
     from hrm_agent.bench.model import default_setup
     from hrm_agent.hyperparams import resolve_config
 
-    model, batch = default_setup("FourRooms-v0")
+    model, batch, _ = default_setup("FourRooms-v0")
     config = resolve_config("FourRooms-v0", None, [], None)
     assert batch == config.batch_size and model.seq_len == 11 * 11  # 13 x 13 grid without its border
     assert all(getattr(model, k) == v for k, v in config.model.items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from hrm_agent.agent import HRMAgent
@@ -84,15 +85,30 @@ def test_no_transition_spans_an_autoreset_with_several_envs():
     assert np.all(np.diff(starts) <= 6)
 
 
-def test_latent_of_next_row_is_the_one_the_previous_forward_pass_left():
-    agent = HRMAgent("DynamicMaze-v0", tiny_config(n_envs=2, learning_starts=10_000), env_kwargs=TINY_ENV)
+@pytest.mark.parametrize("mode", ["full", "token"])
+def test_latent_of_next_row_is_the_one_the_previous_forward_pass_left(mode):
+    config = tiny_config(n_envs=2, learning_starts=10_000, carry=mode)
+    agent = HRMAgent("DynamicMaze-v0", config, env_kwargs=TINY_ENV)
     agent.learn(100)
     r = agent.replay
     # replay the forward passes: row t starts from z_out[t-1] (or the initial state at an episode start)
     for t in range(1, r.pos):
-        start = r.z_out[t - 1].transpose(0, 1).float()
-        carry = type(agent._carry)(start[0], start[1])
+        carry = agent.online.carry_from_state(r.z_out[t - 1].transpose(0, 1).float())
         carry = agent.online.reset_carry(torch.from_numpy(r.episode_start[t]), carry)
         with torch.no_grad():
             new_carry, _ = agent.online(carry, torch.from_numpy(r.obs[t]))
-        torch.testing.assert_close(new_carry.z_H.half(), r.z_out[t, :, 0], atol=2e-2, rtol=2e-2)
+        stored = agent.online.carry_state(new_carry, mode).transpose(0, 1).half()
+        torch.testing.assert_close(stored, r.z_out[t], atol=2e-2, rtol=2e-2)
+
+
+def test_token_carry_stores_one_vector_per_level():
+    D = tiny_config()["model"]["hidden_size"]
+    sizes = {}
+    for mode in ("full", "token"):
+        agent = HRMAgent("DynamicMaze-v0", tiny_config(carry=mode), env_kwargs=TINY_ENV)
+        agent.learn(20)
+        sizes[mode] = agent.replay.bytes_per_transition
+        S = agent.model_config.total_seq_len
+        assert agent.replay.z_out.shape[2:] == ((2, D) if mode == "token" else (2, S, D))
+    # float16 latents: 2 levels x D (token) against 2 levels x S x D (full)
+    assert sizes["full"] - sizes["token"] == 2 * 2 * (S - 1) * D

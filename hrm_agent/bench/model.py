@@ -1,11 +1,14 @@
 """``python -m hrm_agent.bench model``: speed and FLOP utilisation of the HRM Q-network.
 
 For the default training config of an environment (``--env``, default
-DynamicMaze-v0: the model and replay batch size of ``hrm_agent/hyperparams.yaml``,
-the env's token count after border cropping) it times the model work of one DQN update on a batch: the online forward pass
-from a carry with the 1-step backward (loss on the Q of the taken actions)
-plus the target network's forward pass under ``no_grad``. The optimiser step
-is not included. FLOPs are counted by ``torch.utils.flop_counter``; dividing by
+DynamicMaze-v0; ``--preset NAME`` applies a preset such as ``paper``: the model
+and replay batch size of ``hrm_agent/hyperparams.yaml``, the env's token count
+after border cropping) it times the model work of one DQN update on a batch
+(one minibatch): the online forward pass from a carry with the 1-step backward
+(loss on the Q of the taken actions) plus the target network's forward pass
+under ``no_grad``; with deep supervision, one online forward + backward per
+segment against one target pass. The optimiser step is not included. It
+also extrapolates the time of 100,000 such minibatches. FLOPs are counted by ``torch.utils.flop_counter``; dividing by
 the median time gives the achieved FLOP/s, and dividing that by the machine's
 matmul peak, measured in the same run, the model FLOP utilisation (MFU).
 Also prints the parameter count and the per-sample latency of acting
@@ -46,6 +49,8 @@ CPU_ATTENTION_FLOPS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="DynamicMaze-v0",
                         help="env whose tuned training defaults are benchmarked (default DynamicMaze-v0)")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help="time the model of a hyperparameter preset (e.g. paper) instead of the env's defaults")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="replay batch of the DQN update (default: the env's training default)")
     parser.add_argument("--seq-len", type=int, default=None,
@@ -79,8 +84,10 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
     return 2 * n**3 / seconds
 
 
-def make_update(online: HRMQNetwork, target: HRMQNetwork, batch_size: int) -> Callable[[], None]:
-    """The model work of one DQN update on a random batch, as a closure."""
+def make_update(
+    online: HRMQNetwork, target: HRMQNetwork, batch_size: int, deep_supervision: bool = False
+) -> Callable[[], None]:
+    """The model work of one DQN update on a random batch (one minibatch), as a closure."""
     cfg = online.config
     generator = torch.Generator().manual_seed(0)
     obs = torch.randint(0, cfg.vocab_size, (batch_size, cfg.seq_len), dtype=torch.uint8, generator=generator)
@@ -90,14 +97,18 @@ def make_update(online: HRMQNetwork, target: HRMQNetwork, batch_size: int) -> Ca
         carry, _ = online(online.initial_carry(batch_size), obs)
         next_carry, _ = online(carry, next_obs)
 
+    steps, segments = (cfg.segments, 1) if deep_supervision else (1, None)
+
     def update() -> None:
-        online.zero_grad(set_to_none=True)
-        _, q = online(carry, obs)
         with torch.no_grad():
             _, next_q = target(next_carry, next_obs)
         y = next_q.max(dim=1).values
-        loss = (q.gather(1, actions).squeeze(1) - y).square().mean()
-        loss.backward()
+        start = carry
+        for _ in range(steps):
+            online.zero_grad(set_to_none=True)
+            start, q = online(start, obs, segments=segments)
+            loss = (q.gather(1, actions).squeeze(1) - y).square().mean()
+            loss.backward()
 
     return update
 
@@ -121,15 +132,16 @@ def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
     return median_seconds(act, repeats, warmup=2) / batch_size
 
 
-def default_setup(env_id: str) -> tuple[HRMConfig, int]:
-    """The model config and replay batch size an ``HRMAgent`` would train ``env_id`` with by default."""
+def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, int, bool]:
+    """The model config, replay batch size and deep-supervision flag an ``HRMAgent`` would train
+    ``env_id`` with by default (or with ``preset``)."""
     import gymnasium as gym
 
     from hrm_agent.hyperparams import ConfigError, resolve_config
     from hrm_agent.tokens import Tokenizer
 
     try:
-        config = resolve_config(env_id, None, [], None)
+        config = resolve_config(env_id, None, [], None, preset=preset)
         env = gym.make(env_id)
     except (ConfigError, gym.error.Error) as err:
         raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
@@ -137,11 +149,11 @@ def default_setup(env_id: str) -> tuple[HRMConfig, int]:
     env.close()
     model = HRMConfig(**{**config.model, "seq_len": tokenizer.seq_len, "vocab_size": NUM_TOKENS,
                          "num_actions": NUM_ACTIONS})
-    return model, config.batch_size
+    return model, config.batch_size, config.deep_supervision
 
 
 def run(args: argparse.Namespace) -> int:
-    base, default_batch = default_setup(args.env)
+    base, default_batch, deep_supervision = default_setup(args.env, args.preset)
     args.batch_size = default_batch if args.batch_size is None else args.batch_size
     if args.seq_len is not None:
         base = base.model_copy(update={"seq_len": args.seq_len})
@@ -153,11 +165,13 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
 
     peak = {name: matmul_peak(getattr(torch, name), args.peak_size, args.repeats) for name in ("float32", "bfloat16")}
+    setting = f"preset {args.preset}" if args.preset else "training defaults"
     print(
-        f"HRM Q-network bench ({args.env} training defaults): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+        f"HRM Q-network bench ({args.env} {setting}): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
         f"hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
-        f"cycles H{base.H_cycles}xL{base.L_cycles}"
+        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}"
+        + (" (deep supervision: one backward per segment)" if deep_supervision else "")
     )
     print(f"parameters: {sum(p.numel() for p in HRMQNetwork(base).parameters()):,}")
     print(
@@ -168,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     for name in dtypes:
         online = HRMQNetwork(base.model_copy(update={"forward_dtype": name}))
         target = copy.deepcopy(online)
-        update = make_update(online, target, args.batch_size)
+        update = make_update(online, target, args.batch_size, deep_supervision)
         flops = count_flops(update)
         seconds = median_seconds(update, args.repeats, args.warmup)
         achieved = flops / seconds
@@ -178,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
             verdict = f" (target >= {MFU_TARGET:.0%}: {'met' if mfu['float32'] >= MFU_TARGET else 'NOT met'})"
         print(
             f"[{name}] DQN update (online fwd + 1-step bwd + target fwd): {seconds * 1e3:.1f} ms "
-            f"(median of {args.repeats}), {flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s"
+            f"(median of {args.repeats}), {flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s; "
+            f"100,000 minibatches: {seconds * 1e5 / 3600:.1f} h"
         )
         print(
             f"[{name}] MFU: {mfu[name]:.1%} of {name} peak"
