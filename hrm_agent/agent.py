@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from envs.tokens import AGENT
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
@@ -163,10 +164,14 @@ class HRMAgent:
         self.tokenizer = Tokenizer(self.observation_space, self.config.crop_border)
         try:
             self.model_config = HRMConfig(
-                seq_len=self.tokenizer.seq_len,
-                vocab_size=self.tokenizer.vocab_size,
-                num_actions=int(self.action_space.n),
-                **self.config.model,
+                **{
+                    "seq_len": self.tokenizer.seq_len,
+                    "vocab_size": self.tokenizer.vocab_size,
+                    "num_actions": int(self.action_space.n),
+                    "grid_shape": self.tokenizer.token_grid,
+                    "rope_anchor_token": AGENT,  # rope2d puts the query token on the agent's cell
+                    **self.config.model,
+                }
             )
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, prefix="model")) from None

@@ -47,7 +47,16 @@ class HRMConfig(BaseModel):
     expansion: float = Field(4.0, gt=0, description="SwiGLU width relative to hidden_size (before the 2/3 factor)")
     mlp_width_multiple: int = Field(16, gt=0, description="SwiGLU width rounded up to a multiple of this (reference: 256)")
     num_heads: int = Field(4, gt=0)
-    pos_encodings: Literal["rope", "learned"] = "rope"
+    pos_encodings: Literal["rope", "rope2d", "learned"] = "rope"
+    """``rope``: 1-D rotary positions over the row-major token order (the reference's default);
+    ``rope2d``: 2-D rotary positions, half of each head's rotation pairs turning with the token's
+    row and half with its column, the query token placed on the cell of ``rope_anchor_token``
+    (the agent), so that attention from where Q is read depends on offsets from the agent;
+    ``learned``: a learned table."""
+    grid_shape: tuple[int, int] | None = Field(None, description="(rows, cols) of the token grid; needed by rope2d")
+    rope_anchor_token: int | None = Field(
+        None, ge=0, description="rope2d: the token id whose cell the query token takes (None: the grid's centre)"
+    )
 
     rms_norm_eps: float = Field(1e-5, gt=0)
     rope_theta: float = Field(10000.0, gt=0)
@@ -65,6 +74,14 @@ class HRMConfig(BaseModel):
                 f"hidden_size / num_heads = {self.head_dim} must be even for pos_encodings='rope' "
                 "(RoPE rotates pairs of channels)"
             )
+        if self.pos_encodings == "rope2d":
+            if self.head_dim % 4 != 0:
+                raise ValueError(
+                    f"hidden_size / num_heads = {self.head_dim} must be a multiple of 4 for pos_encodings='rope2d' "
+                    "(pairs of channels for rows and for columns)"
+                )
+            if self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len:
+                raise ValueError(f"pos_encodings='rope2d' needs grid_shape with rows * cols = seq_len ({self.seq_len})")
         return self
 
     @property

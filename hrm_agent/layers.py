@@ -128,14 +128,54 @@ class RotaryEmbedding(nn.Module):
         return self.cos, self.sin
 
 
+class RotaryEmbedding2D(nn.Module):
+    """Rotary tables for a ``rows x cols`` grid of tokens after one query token.
+
+    Each head's rotation pairs ``(j, j + hd/2)`` are split: the first ``hd/4``
+    turn with the token's row, the other ``hd/4`` with its column, each axis
+    with the frequencies of a 1-D RoPE of dimension ``hd/2``. A query-key score
+    then depends on the row and column offsets between the two tokens. The
+    query token's cell is given per sample at every call.
+    """
+
+    def __init__(self, head_dim: int, grid_shape: tuple[int, int], base: float) -> None:
+        super().__init__()
+        rows, cols = grid_shape
+        self.inv_freq: Tensor
+        self.register_buffer(
+            "inv_freq", 1.0 / (base ** (torch.arange(0, head_dim // 2, 2, dtype=torch.float32) / (head_dim // 2))),
+            persistent=False,
+        )
+        r = torch.arange(rows, dtype=torch.float32).repeat_interleave(cols)
+        c = torch.arange(cols, dtype=torch.float32).repeat(rows)
+        cos, sin = self._tables(r, c)
+        self.register_buffer("grid_cos", cos, persistent=False)  # (rows*cols, hd)
+        self.register_buffer("grid_sin", sin, persistent=False)
+
+    def _tables(self, row: Tensor, col: Tensor) -> CosSin:
+        half = torch.cat((torch.outer(row, self.inv_freq), torch.outer(col, self.inv_freq)), dim=-1)  # (n, hd/2)
+        angles = torch.cat((half, half), dim=-1)  # rotate_half pairs j with j + hd/2
+        return angles.cos(), angles.sin()
+
+    def forward(self, query_row: Tensor, query_col: Tensor) -> CosSin:
+        """query_row, query_col: (B,) float cells of the query token -> (cos, sin), each (B, 1 + rows*cols, hd)."""
+        B = query_row.shape[0]
+        q_cos, q_sin = self._tables(query_row.float(), query_col.float())
+        cos = torch.cat((q_cos[:, None], self.grid_cos.expand(B, -1, -1)), dim=1)
+        sin = torch.cat((q_sin[:, None], self.grid_sin.expand(B, -1, -1)), dim=1)
+        return cos, sin
+
+
 def _rotate_half(x: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def apply_rotary_pos_emb(x: Tensor, cos_sin: CosSin) -> Tensor:
-    """Rotate ``x`` by position. x: (B, H, S, hd); cos, sin: (S, hd) float32."""
+    """Rotate ``x`` by position. x: (B, H, S, hd); cos, sin: (S, hd) or per sample (B, S, hd), float32."""
     cos, sin = cos_sin
+    if cos.dim() == 3:  # per-sample tables: broadcast over heads
+        cos, sin = cos[:, None], sin[:, None]
     # Positions are rotated in fp32 (the tables are fp32), then cast back.
     xf = x.float()
     return (xf * cos + _rotate_half(xf) * sin).to(x.dtype)

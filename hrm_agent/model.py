@@ -30,7 +30,16 @@ import torch
 from torch import Tensor, nn
 
 from hrm_agent.config import HRMConfig
-from hrm_agent.layers import Block, CastedEmbedding, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
+from hrm_agent.layers import (
+    Block,
+    CastedEmbedding,
+    CastedLinear,
+    CosSin,
+    ReasoningModule,
+    RotaryEmbedding,
+    RotaryEmbedding2D,
+    trunc_normal_init_,
+)
 
 # Prefix ``torch.compile`` puts before every key of the wrapped module's state_dict.
 COMPILED_PREFIX = "_orig_mod."
@@ -88,6 +97,9 @@ class HRMQNetwork(nn.Module):
         self.query_token = nn.Parameter(trunc_normal_init_(torch.empty(D), std=embed_std))
         if config.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(config.head_dim, S, base=config.rope_theta)
+        elif config.pos_encodings == "rope2d":
+            assert config.grid_shape is not None  # checked by HRMConfig
+            self.rotary_emb_2d = RotaryEmbedding2D(config.head_dim, config.grid_shape, base=config.rope_theta)
         else:
             self.embed_pos = CastedEmbedding(S, D, init_std=embed_std, cast_to=self.forward_dtype)
 
@@ -158,6 +170,23 @@ class HRMQNetwork(nn.Module):
             x = (x + self.embed_pos.weight.to(self.forward_dtype)) / math.sqrt(2.0)
         return self.embed_scale * x
 
+    def positions(self, tokens: Tensor) -> CosSin | None:
+        """Rotary tables for ``tokens`` (B, seq_len): shared (S, hd) for rope, per sample (B, S, hd) for rope2d."""
+        cfg = self.config
+        if cfg.pos_encodings == "rope":
+            return self.rotary_emb()
+        if cfg.pos_encodings != "rope2d":
+            return None
+        assert cfg.grid_shape is not None
+        rows, cols = cfg.grid_shape
+        if cfg.rope_anchor_token is None:
+            row = torch.full((tokens.shape[0],), (rows - 1) / 2, device=tokens.device)
+            col = torch.full((tokens.shape[0],), (cols - 1) / 2, device=tokens.device)
+        else:  # the anchor's first cell (cell 0 if it is absent)
+            cell = (tokens == cfg.rope_anchor_token).to(torch.uint8).argmax(dim=1)
+            row, col = cell // cols, cell % cols
+        return self.rotary_emb_2d(row, col)
+
     def forward(
         self, carry: HRMCarry, tokens: Tensor, *, trace: bool = False, segments: int | None = None
     ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace]:
@@ -179,7 +208,7 @@ class HRMQNetwork(nn.Module):
             raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
         device = self.H_init.device
         x = self.input_embeddings(tokens.to(device))
-        cos_sin = self.rotary_emb() if cfg.pos_encodings == "rope" else None
+        cos_sin = self.positions(tokens.to(device))
         z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
         z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
 

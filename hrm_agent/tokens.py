@@ -21,7 +21,8 @@ class Tokenizer:
         crop_border: drop row/column 0 and the last row/column.
 
     Attributes:
-        seq_len: tokens per observation, ``(H-2)*(W-2)`` when cropping else ``H*W``.
+        token_grid: ``(rows, cols)`` of the tokens, ``(H-2, W-2)`` when cropping else ``(H, W)``.
+        seq_len: tokens per observation, ``rows * cols``.
         vocab_size: ``max(high) + 1``.
     """
 
@@ -41,7 +42,8 @@ class Tokenizer:
             raise ValueError(f"crop_border needs a grid of at least 3 x 3, got {height} x {width}")
         self.crop_border = crop_border
         self.grid_shape = (height, width)
-        self.seq_len = (height - 2) * (width - 2) if crop_border else height * width
+        self.token_grid = (height - 2, width - 2) if crop_border else (height, width)
+        self.seq_len = self.token_grid[0] * self.token_grid[1]
         self.vocab_size = int(np.max(observation_space.high)) + 1
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
