@@ -17,10 +17,16 @@ Actions: ``Discrete(4)``, 0 up (y-1), 1 right (x+1), 2 down (y+1), 3 left (x-1).
 Moving into a wall or closed door leaves the agent in place.
 
 A step: move the agent; if it reached the goal, reward 1 and terminate;
-otherwise reward ``-step_penalty`` and apply the dynamics (a subclass's
-:meth:`_apply_dynamics`), so the returned observation shows the new grid.
-``truncated`` is True at step ``max_steps`` unless the episode terminated on
-that step.
+otherwise reward ``-step_penalty``, minus ``bump_penalty`` more if the agent
+did not move (it walked into a wall or closed door), and apply the
+dynamics (a subclass's :meth:`_apply_dynamics`), so the returned observation
+shows the new grid. ``truncated`` is True at step ``max_steps`` unless the
+episode terminated on that step. The defaults, ``max_steps=80``,
+``step_penalty=0`` and ``bump_penalty=0.01``, are the authors' (their configs'
+``max_episode_steps: 80`` and MiniHack's ``penalty_step=-0.01`` for a step in
+which the agent does not move); the previous versions of these envs had
+``max_steps = 4 * size`` and no bump penalty (``max_steps=None`` still means
+``4 * max(width, height)``).
 
 ``info`` (from ``reset`` and ``step``):
 
@@ -35,10 +41,19 @@ Observation modes: ``"full"`` (default) gives the token grid,
 standard dict observation (egocentric ``image``, ``direction``, ``mission``),
 which minigrid's wrappers (``FullyObsWrapper``, ``ImgObsWrapper``,
 ``RGBImgObsWrapper``, ...) expect.
+
+Keywords: each env accepts its own documented keywords plus these of
+minigrid's ``MiniGridEnv``: ``tile_size``, ``agent_view_size`` (the
+``"minigrid"`` view), ``see_through_walls``, ``highlight``, ``screen_size``,
+``agent_pov``. Any other keyword raises a one-line ``ValueError`` naming it
+and listing the accepted ones; a bad value raises a ``ValueError`` naming the
+parameter and its range.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import operator
 from typing import Any
@@ -51,7 +66,7 @@ from minigrid.core.world_object import Door, Goal, Wall
 from minigrid.minigrid_env import MiniGridEnv
 
 from envs.oracle import MOVES, bfs_distances
-from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN, GOAL, NUM_TOKENS, PASSABLE, WALL
+from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN, EMPTY, GOAL, NUM_TOKENS, PASSABLE, WALL
 
 OBS_MODES = ("full", "minigrid")
 RENDER_MODES = ("human", "rgb_array")
@@ -63,6 +78,10 @@ _ACTION_TO_DIR = (3, 0, 1, 2)
 _PASSABLE = tuple(bool(p) for p in PASSABLE)
 
 DOOR_COLOR = "yellow"
+
+# The MiniGridEnv keywords that make sense here (grid size, max_steps,
+# render_mode and the mission are set by the envs themselves).
+MINIGRID_KWARGS = ("tile_size", "agent_view_size", "see_through_walls", "highlight", "screen_size", "agent_pov")
 
 
 # --- argument validation (ValueError naming the parameter and allowed range) ---
@@ -76,10 +95,10 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def check_size(size: Any, minimum: int = 5) -> int:
+def check_size(size: Any, minimum: int = 5, name: str = "size") -> int:
     """An odd integer >= ``minimum``."""
     if not _is_int(size) or size < minimum or size % 2 == 0:
-        raise ValueError(f"size must be an odd integer >= {minimum}, got {size!r}")
+        raise ValueError(f"{name} must be an odd integer >= {minimum}, got {size!r}")
     return int(size)
 
 
@@ -97,20 +116,22 @@ def check_prob(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_max_steps(max_steps: Any, size: int) -> int:
-    """A positive integer; None means ``4 * size``."""
+def check_max_steps(max_steps: Any, width: int, height: int) -> int:
+    """A positive integer; None means ``4 * max(width, height)`` (the previous default)."""
     if max_steps is None:
-        return 4 * size
+        return 4 * max(width, height)
     if not _is_int(max_steps) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer (>= 1) or None (= 4 * size), got {max_steps!r}")
+        raise ValueError(
+            f"max_steps must be a positive integer (>= 1) or None (= 4 * max(width, height)), got {max_steps!r}"
+        )
     return int(max_steps)
 
 
-def check_step_penalty(step_penalty: Any) -> float:
+def check_penalty(name: str, value: Any) -> float:
     """A finite number >= 0."""
-    if not _is_real(step_penalty) or not math.isfinite(step_penalty) or step_penalty < 0:
-        raise ValueError(f"step_penalty must be a finite number >= 0, got {step_penalty!r}")
-    return float(step_penalty)
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
@@ -118,6 +139,49 @@ def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """True or False (numpy booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def accepted_keywords(env_cls: type) -> list[str]:
+    """The keywords ``env_cls(...)`` accepts: its own parameters, then :data:`MINIGRID_KWARGS`."""
+    params = inspect.signature(env_cls.__init__).parameters.values()
+    own = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    return own + [k for k in MINIGRID_KWARGS if k not in own]
+
+
+def check_minigrid_kwargs(
+    env_cls: type,
+    kwargs: dict[str, Any],
+    renamed: dict[str, str] | None = None,
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """Reject the first keyword that is neither ``env_cls``'s nor in :data:`MINIGRID_KWARGS`.
+
+    Raises a one-line ``ValueError`` (not ``TypeError``, which ``gymnasium.make``
+    would extend with its own text) that names the keyword, suggests the one
+    meant (``renamed``: old keyword names of this env -> new ones; ``aliases``:
+    likely slips -> the keyword meant; else the closest accepted name) and
+    lists the accepted keywords.
+    """
+    unknown = [k for k in kwargs if k not in MINIGRID_KWARGS]
+    if not unknown:
+        return
+    accepted = accepted_keywords(env_cls)
+    name = unknown[0]
+    if renamed and name in renamed:
+        hint = f" (renamed {renamed[name]})"
+    elif aliases and name in aliases:
+        hint = f" (did you mean {aliases[name]}?)"
+    else:
+        close = difflib.get_close_matches(str(name), accepted, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"{env_cls.__name__} got an unknown keyword {name!r}{hint}; accepted: {', '.join(accepted)}")
 
 
 class DynamicGridEnv(MiniGridEnv):
@@ -129,47 +193,56 @@ class DynamicGridEnv(MiniGridEnv):
     whole episode.
 
     Args:
-        size: grid side including the border walls (already validated).
+        width: grid width including the border walls (already validated).
+        height: grid height including the border walls (already validated).
         max_steps: episode length limit (validated).
-        step_penalty: subtracted from the reward on every non-goal step.
+        step_penalty: subtracted from the reward on every non-goal step (validated).
+        bump_penalty: subtracted as well on a step that does not move the agent (validated).
         obs_mode: ``"full"`` or ``"minigrid"``.
         render_mode: None, ``"rgb_array"`` or ``"human"``.
-        **minigrid_kwargs: passed to ``MiniGridEnv`` (e.g. ``tile_size``,
-            ``agent_view_size`` for the ``"minigrid"`` view).
+        **minigrid_kwargs: passed to ``MiniGridEnv``; only :data:`MINIGRID_KWARGS`
+            (subclasses check with :func:`check_minigrid_kwargs`).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 10}
 
     def __init__(
         self,
-        size: int,
+        width: int,
+        height: int,
         max_steps: int,
         step_penalty: float,
+        bump_penalty: float,
         obs_mode: str,
         render_mode: str | None,
         **minigrid_kwargs: Any,
     ) -> None:
         check_choice("obs_mode", obs_mode, OBS_MODES)
         check_choice("render_mode", render_mode, (None, *RENDER_MODES))
+        if "agent_view_size" in minigrid_kwargs:  # minigrid only asserts this
+            view = minigrid_kwargs["agent_view_size"]
+            if not _is_int(view) or view < 3 or view % 2 == 0:
+                raise ValueError(f"agent_view_size must be an odd integer >= 3, got {view!r}")
         # The agent sees the whole grid in "full" mode, so minigrid's highlight
         # of an egocentric view cone would be misleading there.
         minigrid_kwargs.setdefault("highlight", obs_mode == "minigrid")
         super().__init__(
             mission_space=MissionSpace(mission_func=self._gen_mission),
-            grid_size=size,
+            width=width,
+            height=height,
             max_steps=max_steps,
             render_mode=render_mode,
             **minigrid_kwargs,
         )
-        self.size = size
         self.step_penalty = step_penalty
+        self.bump_penalty = bump_penalty
         self.obs_mode = obs_mode
         self.action_space = spaces.Discrete(4)
         if obs_mode == "full":
-            self.observation_space = spaces.Box(0, NUM_TOKENS - 1, (size, size), np.uint8)
+            self.observation_space = spaces.Box(0, NUM_TOKENS - 1, (height, width), np.uint8)
         # else: keep minigrid's Dict(image, direction, mission) space
 
-        self._tokens = np.zeros((size, size), dtype=np.uint8)  # grid without the agent
+        self._tokens = np.zeros((height, width), dtype=np.uint8)  # grid without the agent
         self.goal_pos: tuple[int, int] = (-1, -1)
         self.door_positions: list[tuple[int, int]] = []  # (x, y) of each dynamic wall/door
         self._doors: list[Door] = []
@@ -224,6 +297,21 @@ class DynamicGridEnv(MiniGridEnv):
         self._tokens[y, x] = DOOR_OPEN if is_open else DOOR_CLOSED
         self._dist = None
 
+    def _move_doors(self, positions: list[tuple[int, int]]) -> None:
+        """Put the (closed) dynamic doors on ``positions`` instead, in both grids.
+
+        The old positions become empty floor; the ``Door`` objects are reused.
+        """
+        cells, width = self.grid.grid, self.width
+        for x, y in self.door_positions:
+            self._tokens[y, x] = EMPTY
+            cells[y * width + x] = None
+        for (x, y), door in zip(positions, self._doors):
+            self._tokens[y, x] = DOOR_OPEN if door.is_open else DOOR_CLOSED
+            cells[y * width + x] = door
+        self.door_positions = list(positions)
+        self._dist = None
+
     def _can_close(self, pos: tuple[int, int]) -> bool:
         """A wall/door may never close onto the agent or the goal."""
         return pos != self.agent_pos and pos != self.goal_pos
@@ -257,13 +345,19 @@ class DynamicGridEnv(MiniGridEnv):
         x, y = self.agent_pos
         dx, dy = MOVES[a]
         self.agent_dir = _ACTION_TO_DIR[a]
-        if _PASSABLE[self._tokens[y + dy, x + dx]]:
+        moved = _PASSABLE[self._tokens[y + dy, x + dx]]
+        if moved:
             self.agent_pos = (x + dx, y + dy)
 
         terminated = self.agent_pos == self.goal_pos
         changed = False if terminated else self._apply_dynamics()
         truncated = not terminated and self.step_count >= self.max_steps
-        reward = 1.0 if terminated else 0.0 - self.step_penalty
+        if terminated:
+            reward = 1.0
+        else:
+            reward = 0.0 - self.step_penalty
+            if not moved:
+                reward -= self.bump_penalty
 
         if self.render_mode == "human":
             self.render()

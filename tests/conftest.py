@@ -16,7 +16,9 @@ TINY_MODEL = {
     "H_cycles": 2,
     "L_cycles": 2,
 }
-TINY_ENV = {"size": 7, "n_fixed_walls": 2, "n_dynamic_walls": 2, "toggle_prob": 0.2}
+# The previous 7 x 7 DynamicMaze-v0 (toggling walls, 4 x size steps, no bump penalty).
+TINY_ENV = {"size": 7, "n_fixed_walls": 2, "n_dynamic_walls": 2, "dynamics": "toggle", "toggle_prob": 0.2,
+            "max_steps": 28, "bump_penalty": 0.0}
 
 
 def tiny_config(**overrides):

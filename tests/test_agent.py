@@ -166,7 +166,9 @@ def test_learns_a_tiny_maze_quickly():
     """
     from hrm_agent.evaluate import evaluate
 
-    env_kwargs = {"size": 5, "n_fixed_walls": 0, "n_dynamic_walls": 0}
+    # the previous env: start and goal on cells, 20 steps, no bump penalty
+    env_kwargs = {"size": 5, "n_fixed_walls": 0, "n_dynamic_walls": 0, "dynamics": "toggle", "max_steps": 20,
+                  "bump_penalty": 0.0}
     config = tiny_config(
         carry_z=False, n_envs=4, buffer_size=5_000, learning_starts=500, batch_size=32, train_freq=1,
         target_update_interval=250, learning_rate=1e-3, exploration_fraction=0.4, gamma=0.9,

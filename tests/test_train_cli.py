@@ -198,7 +198,7 @@ def test_learning_table_accumulates_runs_and_writes_table_and_figure(trained_run
     assert first.returncode == 0, first.stderr
     rows = (results / "learning_runs.csv").read_text().splitlines()
     (row,) = csv.DictReader(rows)
-    kwargs = "n_dynamic_walls=2 n_fixed_walls=2 size=7 toggle_prob=0.2"
+    kwargs = "bump_penalty=0.0 dynamics=toggle max_steps=28 n_dynamic_walls=2 n_fixed_walls=2 size=7 toggle_prob=0.2"
     assert (row["env"], row["env_kwargs"], row["variant"], row["seed"], row["total_steps"]) == (
         "DynamicMaze-v0", kwargs, "reset", "3", "400")
     assert 0 <= float(row["final_success"]) <= 1 and row["run"] == trained_run.name
