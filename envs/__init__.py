@@ -2,10 +2,13 @@
 
 Importing this package registers with Gymnasium:
 
-- ``DynamicMaze-v0`` (:class:`envs.dynamic_maze.DynamicMazeEnv`): a lattice
-  maze with fixed walls and dynamic walls that toggle at random;
+- ``DynamicMaze-v0`` (:class:`envs.dynamic_maze.DynamicMazeEnv`): the
+  authors' 13 x 11 lattice maze with fixed walls and 5 closed doors that are
+  re-drawn together at random (``dynamics="toggle"``: the previous version,
+  walls that toggle one by one);
 - ``FourRooms-v0`` (:class:`envs.four_rooms.FourRoomsEnv`): Sutton's four
-  rooms where the one closed door is moved at random.
+  rooms, one of its 4 doorways closed and moved at random
+  (``doorways="random"``: the previous version, doorways placed at random).
 
 ``gymnasium.make("DynamicMaze-v0", **kwargs)`` after ``import envs``, or
 ``gymnasium.make("envs:FourRooms-v0")`` without it. Both envs truncate
