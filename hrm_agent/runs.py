@@ -85,9 +85,21 @@ def run_name(env_id: str, variant: str, seed: int) -> str:
     return f"{name}__{variant}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def default_run_dir(env_id: str, variant: str, seed: int) -> Path:
-    """CleanRL-style ``runs/{env}__{variant}__{seed}__{timestamp}``."""
-    return Path("runs") / run_name(env_id, variant, seed)
+def default_run_dir(env_id: str, variant: str, seed: int, root: Path = Path("runs")) -> Path:
+    """CleanRL-style ``runs/{env}__{variant}__{seed}__{timestamp}``, created empty and claimed for this run.
+
+    Two runs started in the same second get distinct directories (``-2``, ``-3``, ... appended).
+    """
+    base = root / run_name(env_id, variant, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()  # atomic: only one process creates it
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run directory name next to {base}")
 
 
 def package_versions(*extra: str) -> dict[str, str]:

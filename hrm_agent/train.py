@@ -130,12 +130,14 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     if total < 1:
         raise UsageError(f"--total-steps must be positive, got {total}")
     config = config.model_copy(update={"total_steps": total})  # config.yaml records the budget actually run
-    run_dir = args.run_dir or default_run_dir(args.env, "carry" if config.carry_z else "reset", seed)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_dir = args.run_dir
+    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"run directory {run_dir} already exists and is not empty; "
                          f"continue it with --resume {run_dir} or pick another --run-dir")
     agent = HRMAgent(args.env, config, seed=seed, device=args.device,
                      env_kwargs=parse_env_kwargs(args.env_kwargs), run_dir=run_dir)
+    if run_dir is None:  # claimed only once the agent exists, so a user mistake leaves no empty folder
+        agent.run_dir = default_run_dir(args.env, agent.variant, seed)
     return agent, total
 
 

@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hrm_agent.runs import UsageError, check_env, parse_env_kwargs, run_name
+    from hrm_agent.runs import UsageError, check_env, default_run_dir, parse_env_kwargs
 
     if args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
@@ -445,7 +445,7 @@ def _run(args: argparse.Namespace) -> int:
 
     training = [t for t in todo if t.variant != "oracle"]
     for task in training:
-        task.run_dir = args.runs_dir / run_name(args.env, task.variant, task.seed)
+        task.run_dir = default_run_dir(args.env, task.variant, task.seed, root=args.runs_dir)
     launcher = Launcher()
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
