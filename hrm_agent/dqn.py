@@ -93,12 +93,7 @@ def dqn_update(
         td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
         optimizer.zero_grad(set_to_none=True)
         td_loss.backward()
-        if max_grad_norm is None:
-            grad_norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in online.parameters() if p.grad is not None])
-            )
-        else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm or float("inf"))
         optimizer.step()
         if target_tau is not None:
             update_target(online, target, target_tau)

@@ -29,10 +29,11 @@ class AgentConfig(BaseModel):
     carry_z: bool = True
     """Carry the latent ``z`` across environment steps (True) or start every step fresh (False)."""
 
-    carry: Literal["full", "token"] = "token"
+    carry: Literal["full", "token"] = "full"
     """With carry z, what is carried: every position's state (``full``, ``(S, D)`` per level) or the
     query position's vectors, broadcast to every position of the next step (``token``, ``(D,)`` per
-    level, as the HRM-Agent authors do)."""
+    level, as the HRM-Agent authors do). ``hyperparams.yaml`` makes ``token`` the default of new
+    runs; ``full`` here keeps configs saved before the field existed meaning what they meant."""
 
     model: dict[str, Any] = Field(default_factory=dict)
     """``HRMConfig`` fields (hidden_size, H_cycles, ...); seq_len, vocab_size and num_actions come from the env."""
@@ -98,6 +99,8 @@ class AgentConfig(BaseModel):
             raise ValueError(f"buffer_size ({self.buffer_size}) must be at least 2 * n_envs ({2 * self.n_envs})")
         if self.exploration_final_eps > self.exploration_initial_eps:
             raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
+        if self.target_update == "every_update" and self.tau >= 1.0:
+            raise ValueError("target_update 'every_update' needs tau < 1 (tau 1 would copy the online net every step)")
         return self
 
 

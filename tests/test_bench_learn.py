@@ -160,3 +160,32 @@ def test_bench_train_bad_input(capsys):
     assert code == 2 and err.strip() == "error: --steps must be positive, got 0"
     code, _, err = in_process(capsys, "train", "--set", "dqn:model.hidden_size=8")
     assert code == 2 and "dqn: invalid hyperparameters: model: Extra inputs" in err
+
+
+def test_rows_recorded_under_other_package_defaults_are_run_again(learned, capsys):
+    tmp, _ = learned
+    path = tmp / "results" / "bench.csv"
+    rows = list(csv.DictReader(path.open()))
+    oracle = [r for r in rows if r["variant"] == "oracle" and r["seed"] == "0"]
+    assert oracle and all(r["defaults"] for r in rows)
+    # the same row as written before the fingerprint existed (or under other defaults)
+    for r in rows:
+        r["defaults"] = "" if r is oracle[0] else r["defaults"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "oracle"))
+    assert code == 0, err
+    assert "0 of 1 runs already in" in out and "[1/1] BFS oracle seed 0" in out
+
+
+def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
+    from hrm_agent.bench.learn import fingerprint
+
+    config = {"gamma": 0.95}
+    base = fingerprint("DynamicMaze-v0", {}, config)
+    assert fingerprint("DynamicMaze-v0", {"n_fixed_walls": 10}, config) == base  # the default, spelled out
+    assert fingerprint("DynamicMaze-v0", {"n_fixed_walls": 9}, config) != base
+    assert fingerprint("DynamicMaze-v0", {}, {"gamma": 0.99}) != base
+    assert fingerprint("FourRooms-v0", {}, config) != base

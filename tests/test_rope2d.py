@@ -29,8 +29,10 @@ def test_grid_scores_depend_only_on_the_row_and_column_offsets():
     a = score(tables, q, k, cell(0, 0), cell(1, 2))
     b = score(tables, q, k, cell(3, 4), cell(4, 6))
     assert a == pytest.approx(b, abs=1e-5)
-    # ... and offsets that are equal in row-major order but not in 2-D do not
-    c = score(tables, q, k, cell(0, 6), cell(1, 8 - COLS))  # (0,6) -> (1,1): same flat offset as (0,0)->(1,2)
+    # ... and offsets that are equal in row-major order but not in 2-D do not:
+    # (0,5) -> (2,0) is 9 cells on in row-major order, as (0,0) -> (1,2) is, but 2 down and 5 left
+    assert cell(2, 0) - cell(0, 5) == cell(1, 2) - cell(0, 0)
+    c = score(tables, q, k, cell(0, 5), cell(2, 0))
     assert c != pytest.approx(a, abs=1e-3)
 
 

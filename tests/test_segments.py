@@ -203,7 +203,7 @@ PAPER = {
     "n_envs": 256,
     "learning_rate": 1e-4,
     "lr_warmup_steps": 10_000,
-    "adam_betas": (0.9, 0.95),
+    "adam_betas": (0.9, 0.999),
     "weight_decay": 0.0,
     "max_grad_norm": None,
     "loss": "mse",
@@ -262,3 +262,27 @@ def test_hrm_agent_takes_a_preset():
                      env_kwargs=TINY_ENV, device="cpu")
     assert agent.model_config.segments == 8 and agent.config.deep_supervision
     assert agent.config.n_envs == 2
+
+
+def test_a_model_saved_before_segments_and_carry_modes_loads_as_it_was(tmp_path):
+    from hrm_agent import checkpoint
+
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(carry="full"), env_kwargs=TINY_ENV)
+    agent.save(tmp_path / "model.pt")
+    data = checkpoint.load_file(tmp_path / "model.pt")
+    for key in ("segments", "mlp_width_multiple", "grid_shape", "rope_anchor_token"):
+        del data["model_config"][key]
+    del data["config"]["carry"]
+    checkpoint.save_file(tmp_path / "old.pt", "model", {k: v for k, v in data.items() if k not in ("format", "version", "kind")})
+    old = HRMAgent.load(tmp_path / "old.pt", device="cpu")
+    assert old.config.carry == "full" and old.model_config.segments == 1
+    obs = np.zeros((2, *agent.observation_space.shape), dtype=np.uint8)
+    obs[:, 1, 1] = 4
+    a1, s1 = agent.predict(obs)
+    a2, s2 = old.predict(obs)
+    assert np.array_equal(a1, a2) and torch.equal(s1.z_H, s2.z_H)
+
+
+def test_every_update_target_needs_a_soft_tau():
+    with pytest.raises(ConfigError, match="every_update' needs tau < 1"):
+        resolve_config("DynamicMaze-v0", params={"target_update": "every_update", "tau": 1.0})

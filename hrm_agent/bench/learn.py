@@ -11,7 +11,9 @@ Every finished run is appended to the results file (default
 ``analysis/results/bench_learn.csv``, meant to be committed) and is not run
 again: the same command continues an interrupted benchmark, and a larger
 ``--seeds`` only adds seeds. A run is identified by env, env kwargs, learner,
-seed, budget and the ``--set`` items that apply to it.
+seed, budget, the ``--set`` items that apply to it and a fingerprint of the
+package defaults it resolved to (``defaults``: the env's parameters and the
+learner's full config), so rows recorded under other defaults are never reused.
 
 Writes beside the results file, for the runs this command asked for:
 ``{results stem}_{env}.md`` (per learner, mean ± standard error over seeds of
@@ -57,11 +59,11 @@ COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green", "ppo"
 # ``--set`` prefix -> the learners it reaches
 PREFIXES = {"hrm": HRM_VARIANTS, "sb3": SB3_ALGOS, **{name: (name,) for name in LEARNERS}}
 FIELDS = [
-    "env", "env_kwargs", "variant", "seed", "budget", "settings", "total_steps", "final_success",
+    "env", "env_kwargs", "variant", "seed", "budget", "settings", "defaults", "total_steps", "final_success",
     "final_success_se", "path_efficiency", "path_efficiency_se", "mean_ep_length", "steps_to_90",
     "wall_clock_s", "threads", "run", "curve",
 ]
-KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings")
+KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings", "defaults")
 
 
 class BenchError(Exception):
@@ -121,23 +123,45 @@ def split_overrides(items: list[str]) -> dict[str, list[str]]:
     return per_learner
 
 
-def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]]) -> None:
-    """Resolve every learner's config once, so a bad ``--set`` fails before anything runs."""
+def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]]) -> dict[str, Any]:
+    """Resolve every learner's config once, so a bad ``--set`` fails before anything runs; returns them."""
     from hrm_agent.baselines.config import resolve_baseline_config
     from hrm_agent.hyperparams import ConfigError, resolve_config
 
+    resolved: dict[str, Any] = {}
     for name in learners:
         try:
             if name in HRM_VARIANTS:
-                resolve_config(env_id, None, per_learner[name], carry_z=name == "carry")
+                resolved[name] = resolve_config(env_id, None, per_learner[name], carry_z=name == "carry").model_dump()
             elif name in SB3_ALGOS:
-                resolve_baseline_config(name, env_id, None, per_learner[name])
+                resolved[name] = resolve_baseline_config(name, env_id, None, per_learner[name]).model_dump()
             else:
-                oracle_episodes(env_id, per_learner[name])
+                resolved[name] = {"eval_episodes": oracle_episodes(env_id, per_learner[name])}
         except ConfigError as err:
             hint = (" (an unprefixed --set reaches every learner; prefix it, e.g. --set hrm:KEY=VALUE)"
                     if "Extra inputs" in str(err) else "")
             raise BenchError(f"{name}: {err}{hint}") from None
+    return resolved
+
+
+def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[str, Any]) -> str:
+    """Short hash of everything a run's outcome depends on besides seed and budget: the env's
+    parameters with their current defaults and the learner's resolved config. A row recorded under
+    other package defaults has another fingerprint, so it is never taken for this run."""
+    import hashlib
+    import inspect
+
+    import gymnasium as gym
+
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(__import__(module, fromlist=[name]), name)
+    params = {p.name: p.default for p in inspect.signature(entry).parameters.values()
+              if p.default is not inspect.Parameter.empty}
+    text = json.dumps({"env": env_id, "env_params": {**params, **env_kwargs}, "learner": learner_config},
+                      sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def oracle_episodes(env_id: str, settings: list[str]) -> int:
@@ -158,8 +182,9 @@ def kwargs_label(env_kwargs: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(env_kwargs.items()))
 
 
-def run_key(env_id: str, env_kwargs: str, variant: str, seed: int, budget: int, settings: list[str]) -> tuple[str, ...]:
-    return (env_id, env_kwargs, variant, str(seed), str(budget), " ".join(settings))
+def run_key(env_id: str, env_kwargs: str, variant: str, seed: int, budget: int, settings: list[str],
+            defaults: str) -> tuple[str, ...]:
+    return (env_id, env_kwargs, variant, str(seed), str(budget), " ".join(settings), defaults)
 
 
 # ------------------------------------------------------------------ results file
@@ -171,10 +196,11 @@ def read_results(path: Path) -> list[dict[str, str]]:
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            missing = [k for k in KEY_FIELDS if k not in (reader.fieldnames or [])]
+            # rows from before the "defaults" fingerprint have none: they match no new run
+            missing = [k for k in KEY_FIELDS if k != "defaults" and k not in (reader.fieldnames or [])]
             if missing:
                 raise BenchError(f"{path} is not a bench learn results file (no column {missing[0]})")
-            return list(reader)
+            return [{"defaults": "", **row} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise BenchError(f"cannot read {path}: {err}") from None
 
@@ -191,7 +217,7 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
     curve = ";".join(f"{h['step']}:{h['success_rate']:.4g}" for h in summary.get("eval_history", []))
     return {
         "env": env_id, "env_kwargs": env_kwargs, "variant": task.variant, "seed": task.seed, "budget": budget,
-        "settings": " ".join(task.settings), "total_steps": summary.get("total_steps"),
+        "settings": " ".join(task.settings), "defaults": task.key[-1], "total_steps": summary.get("total_steps"),
         "final_success": final.get("success_rate"), "final_success_se": final.get("success_rate_se"),
         "path_efficiency": final.get("path_efficiency"), "path_efficiency_se": final.get("path_efficiency_se"),
         "mean_ep_length": final.get("mean_ep_length"), "steps_to_90": summary.get("steps_to_90"),
@@ -403,7 +429,7 @@ def _run(args: argparse.Namespace) -> int:
     except UsageError as err:
         raise BenchError(str(err)) from None
     per_learner = split_overrides(args.overrides)
-    check_settings(args.env, learners, per_learner)
+    resolved = check_settings(args.env, learners, per_learner)
     kwargs_text = kwargs_label(env_kwargs)
 
     results_path: Path = args.results
@@ -413,7 +439,8 @@ def _run(args: argparse.Namespace) -> int:
     for seed in range(args.seeds):
         for name in learners:
             task = Task(name, seed, per_learner[name])
-            task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings)
+            task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings,
+                               fingerprint(args.env, env_kwargs, resolved[name]))
             tasks.append(task)
     todo = [t for t in tasks if t.key not in done]
     print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "

@@ -8,7 +8,9 @@ after border cropping) it times the model work of one DQN update on a batch
 (loss on the Q of the taken actions) plus the target network's forward pass
 under ``no_grad``; with deep supervision, one online forward + backward per
 segment against one target pass. The optimiser step is not included. It
-also extrapolates the time of 100,000 such minibatches. FLOPs are counted by ``torch.utils.flop_counter``; dividing by
+also extrapolates the time of 100,000 optimiser steps (one per minibatch, or
+one per segment with deep supervision; the HRM-Agent authors' "approx. 100K"
+counts these). FLOPs are counted by ``torch.utils.flop_counter``; dividing by
 the median time gives the achieved FLOP/s, and dividing that by the machine's
 matmul peak, measured in the same run, the model FLOP utilisation (MFU).
 Also prints the parameter count and the per-sample latency of acting
@@ -26,7 +28,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from envs.tokens import NUM_TOKENS
+from envs.tokens import AGENT, NUM_TOKENS
 from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRMQNetwork
 
@@ -147,8 +149,8 @@ def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, in
         raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
     tokenizer = Tokenizer(env.observation_space, config.crop_border)
     env.close()
-    model = HRMConfig(**{**config.model, "seq_len": tokenizer.seq_len, "vocab_size": NUM_TOKENS,
-                         "num_actions": NUM_ACTIONS})
+    model = HRMConfig(**{"seq_len": tokenizer.seq_len, "vocab_size": NUM_TOKENS, "num_actions": NUM_ACTIONS,
+                         "grid_shape": tokenizer.token_grid, "rope_anchor_token": AGENT, **config.model})
     return model, config.batch_size, config.deep_supervision
 
 
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         online = HRMQNetwork(base.model_copy(update={"forward_dtype": name}))
         target = copy.deepcopy(online)
         update = make_update(online, target, args.batch_size, deep_supervision)
+        optimiser_steps = base.segments if deep_supervision else 1
         flops = count_flops(update)
         seconds = median_seconds(update, args.repeats, args.warmup)
         achieved = flops / seconds
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"[{name}] DQN update (online fwd + 1-step bwd + target fwd): {seconds * 1e3:.1f} ms "
             f"(median of {args.repeats}), {flops / 1e9:.2f} GFLOP, {achieved / 1e9:.1f} GFLOP/s; "
-            f"100,000 minibatches: {seconds * 1e5 / 3600:.1f} h"
+            f"100,000 optimiser steps: {seconds / optimiser_steps * 1e5 / 3600:.1f} h"
         )
         print(
             f"[{name}] MFU: {mfu[name]:.1%} of {name} peak"
