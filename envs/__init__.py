@@ -18,6 +18,20 @@ registered (as in minigrid); the limit is ``env.unwrapped.max_steps``.
 Shared behaviour (actions, observation, ``info``) is documented in
 :mod:`envs.base`, token ids in :mod:`envs.tokens`, the BFS and the oracle
 policy in :mod:`envs.oracle`. This package never imports ``hrm_agent``.
+
+Example: one episode of the BFS oracle::
+
+    import gymnasium as gym
+    from envs import BFSOracle
+
+    env = gym.make("envs:FourRooms-v0")
+    obs, info = env.reset(seed=0)        # obs: (H, W) uint8 tokens, see envs.tokens
+    oracle, done = BFSOracle(), False
+    while not done:
+        action, _ = oracle.predict(obs)  # 0 up, 1 right, 2 down, 3 left
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    print(info["is_success"], info["changed"], info["shortest_path"], info["agent_pos"])
 """
 
 from __future__ import annotations
