@@ -451,8 +451,15 @@ def _run(args: argparse.Namespace) -> int:
     failures: list[str] = []
 
     def record(row: dict[str, Any]) -> None:
-        with lock:
-            rows.append({k: ("" if row.get(k) is None else str(row[k])) for k in FIELDS})
+        # Another bench learn may share the results file: re-read it under an exclusive file
+        # lock and append, so that rows finished elsewhere meanwhile are kept.
+        import fcntl
+
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock, open(results_path.with_name(f".{results_path.name}.lock"), "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            new = {k: ("" if row.get(k) is None else str(row[k])) for k in FIELDS}
+            rows[:] = read_results(results_path) + [new]
             write_results(results_path, rows)
 
     def report(task: Task, row: dict[str, Any], index: int) -> None:
