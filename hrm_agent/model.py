@@ -14,8 +14,10 @@ input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
 Only the last iteration is differentiable (the 1-step gradient): memory does
 not grow with the number of cycles or segments. Deep supervision (the
 learner's choice, see ``dqn.py``) runs one segment per call instead. The
-state ``(z_H, z_L)`` is the carry: the caller decides whether the next forward pass starts from it ("carry z") or
-from the fixed initial state (``reset_carry``, "reset z").
+state ``(z_H, z_L)`` is the carry: the caller decides whether the next
+forward pass starts from it ("carry z"; all of it or, with
+:meth:`HRMQNetwork.carry_state` in ``"token"`` mode, its query-position
+vectors) or from the fixed initial state (``reset_carry``, "reset z").
 
 Shapes: ``B`` batch, ``S = seq_len + 1`` positions (query token first), ``D``
 hidden size, ``A`` actions.
