@@ -279,9 +279,25 @@ def test_maze_redraw_puts_doors_on_every_free_gap_and_never_on_fixed_walls():
     assert seen == free
 
 
+def _sutton_move_prob(env, info, change_prob):
+    # The door is re-drawn among the k doors (the goal's doorway is none)
+    # but the agent's: it moves unless it draws itself.
+    k = sum(d != info["agent_pos"] for d in env.door_positions)
+    return change_prob * (k - 1) / k
+
+
+def _random_doorways_move_prob(env, info, change_prob):
+    # The closed door moves when the uniform draw picks one of the 3 other
+    # doors, minus the one the agent stands in, if any.
+    return change_prob * (3 - (info["agent_pos"] in env.door_positions)) / 4
+
+
 @pytest.mark.parametrize("change_prob", [0.05, 0.3])
-def test_four_rooms_redraw_frequency_matches_change_prob(change_prob):
-    env = FourRoomsEnv(change_prob=change_prob, max_steps=10_000)
+@pytest.mark.parametrize(
+    "doorways, move_prob", [("sutton", _sutton_move_prob), ("random", _random_doorways_move_prob)]
+)
+def test_four_rooms_door_moves_at_the_rate_change_prob_implies(doorways, move_prob, change_prob):
+    env = FourRoomsEnv(doorways=doorways, change_prob=change_prob, max_steps=10_000)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     moves, probs = 0, []
@@ -291,12 +307,10 @@ def test_four_rooms_redraw_frequency_matches_change_prob(change_prob):
         if terminated or truncated:
             env.reset()
             continue
-        moves += not np.array_equal(closed_before, env.layout == DOOR_CLOSED)
-        assert info["changed"] == (not np.array_equal(closed_before, env.layout == DOOR_CLOSED))
-        # The door is re-drawn among the k doors (the goal's doorway is none)
-        # but the agent's: it moves unless it draws itself.
-        k = sum(d != info["agent_pos"] for d in env.door_positions)
-        probs.append(change_prob * (k - 1) / k)
+        moved = not np.array_equal(closed_before, env.layout == DOOR_CLOSED)
+        moves += moved
+        assert info["changed"] == moved
+        probs.append(move_prob(env, info, change_prob))
     assert within_five_sigma(moves, probs), (moves, sum(probs))
 
 
@@ -322,26 +336,6 @@ def test_dynamic_wall_toggle_frequency_matches_toggle_prob(toggle_prob):
             toggles += was_open != is_open
     assert len(trials) > 15_000
     assert within_five_sigma(toggles, trials), (toggles, sum(trials))
-
-
-@pytest.mark.parametrize("change_prob", [0.05, 0.3])
-def test_random_doorways_reassign_frequency_matches_change_prob(change_prob):
-    env = FourRoomsEnv(doorways="random", change_prob=change_prob, max_steps=10_000)
-    rng = np.random.default_rng(0)
-    env.reset(seed=0)
-    moves, probs = 0, []
-    for a in rng.integers(4, size=20_000).tolist():
-        closed_before = env.layout == DOOR_CLOSED
-        _, _, terminated, truncated, info = env.step(a)
-        if terminated or truncated:
-            env.reset()
-            continue
-        moves += not np.array_equal(closed_before, env.layout == DOOR_CLOSED)
-        # The closed door moves when the uniform draw picks one of the 3 other
-        # doors, minus the one the agent stands in, if any.
-        targets = 3 - (info["agent_pos"] in env.door_positions)
-        probs.append(change_prob * targets / 4)
-    assert within_five_sigma(moves, probs), (moves, sum(probs))
 
 
 # --- tiny grids with certain dynamics: the agent stands in doorways often ---
