@@ -388,7 +388,7 @@ class HRMAgent:
         assert self.replay is not None
         c = self.config
         for _ in range(gradient_steps):
-            batch = self.replay.sample(c.batch_size, self.rng, self.device)
+            batch = self.replay.sample(c.batch_size, self.rng, self.device, n_step=c.n_step, gamma=c.gamma)
             for group in self.optimizer.param_groups:
                 group["lr"] = warmup_lr(c.learning_rate, c.lr_warmup_steps, self.n_updates)
             stats = dqn_update(

@@ -53,9 +53,17 @@ class HRMConfig(BaseModel):
     row and half with its column, the query token placed on the cell of ``rope_anchor_token``
     (the agent), so that attention from where Q is read depends on offsets from the agent;
     ``learned``: a learned table."""
-    grid_shape: tuple[int, int] | None = Field(None, description="(rows, cols) of the token grid; needed by rope2d")
+    grid_shape: tuple[int, int] | None = Field(None, description="(rows, cols) of the token grid; needed by rope2d and anchor_embedding")
     rope_anchor_token: int | None = Field(
-        None, ge=0, description="rope2d: the token id whose cell the query token takes (None: the grid's centre)"
+        None,
+        ge=0,
+        description="rope2d and anchor_embedding: the token id whose cell is the anchor, the agent (None: the grid's centre)",
+    )
+    anchor_embedding: bool = Field(
+        False,
+        description="add to every input a learned embedding of its cell's (row, column) offset from the anchor "
+        "cell (the query token's offset is 0, 0): attention's values then say where a cell lies relative to "
+        "the agent, as an egocentric view would, without re-centring the grid; needs grid_shape",
     )
 
     rms_norm_eps: float = Field(1e-5, gt=0)
@@ -82,6 +90,8 @@ class HRMConfig(BaseModel):
                 )
             if self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len:
                 raise ValueError(f"pos_encodings='rope2d' needs grid_shape with rows * cols = seq_len ({self.seq_len})")
+        if self.anchor_embedding and (self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len):
+            raise ValueError(f"anchor_embedding needs grid_shape with rows * cols = seq_len ({self.seq_len})")
         return self
 
     @property

@@ -5,6 +5,8 @@ Everything about the learning rule is in this file. The loss is the paper's
     L = MSE(Q_θ(s_t, a_t), y),   y = r_t + γ (1 − d_t) max_a' Q_θ⁻(s_{t+1}, a')
 
 with ``d_t`` the *terminated* flag: a time-limit truncation still bootstraps.
+With ``n_step`` sampling (``replay.py``), ``r_t`` is the discounted sum of up to
+``n`` rewards and ``γ`` becomes ``γ^k`` for the ``k`` steps the sample spans.
 With carry z the online network starts from the stored ``z_t`` on ``s_t`` and
 the target network from ``z_{t+1}`` on ``s_{t+1}`` (see ``replay.py``).
 
@@ -32,9 +34,9 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
 
 
 def td_target(
-    rewards: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor, gamma: float
+    rewards: torch.Tensor, terminated: torch.Tensor, next_values: torch.Tensor, gamma: float | torch.Tensor
 ) -> torch.Tensor:
-    """``y = r + γ (1 − terminated) V(s')``; all ``(B,)`` float tensors."""
+    """``y = r + γ (1 − terminated) V(s')``; all ``(B,)`` float tensors, ``gamma`` a float or ``(B,)``."""
     return rewards + gamma * (1.0 - terminated) * next_values
 
 
@@ -84,7 +86,8 @@ def dqn_update(
             next_values = next_q.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
         else:
             next_values = next_q.max(1).values
-        y = td_target(batch.rewards, batch.terminated, next_values, gamma)
+        discount = gamma if batch.discounts is None else batch.discounts  # n-step samples: gamma^k
+        y = td_target(batch.rewards, batch.terminated, next_values, discount)
 
     steps, segments = (online.config.segments, 1) if deep_supervision else (1, None)
     for _ in range(steps):

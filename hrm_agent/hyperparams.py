@@ -67,6 +67,8 @@ class AgentConfig(BaseModel):
     learning_starts: int = Field(1_000, ge=0)
     batch_size: int = Field(64, ge=1)
     gamma: float = Field(0.95, gt=0, le=1)
+    n_step: int = Field(1, ge=1)
+    """n-step returns: bootstrap from the state ``n`` steps on, or the episode's end if sooner."""
     train_freq: int = Field(4, ge=1)
     gradient_steps: int = Field(1, ge=1)
     target_update: Literal["periodic", "every_update"] = "periodic"

@@ -104,6 +104,13 @@ class HRMQNetwork(nn.Module):
             self.rotary_emb_2d = RotaryEmbedding2D(config.head_dim, config.grid_shape, base=config.rope_theta)
         else:
             self.embed_pos = CastedEmbedding(S, D, init_std=embed_std, cast_to=self.forward_dtype)
+        if config.anchor_embedding:
+            assert config.grid_shape is not None  # checked by HRMConfig
+            rows, cols = config.grid_shape
+            # One vector per (row, column) offset from the anchor cell, -(rows-1) .. rows-1 by -(cols-1) .. cols-1.
+            self.embed_anchor = CastedEmbedding(
+                (2 * rows - 1) * (2 * cols - 1), D, init_std=embed_std, cast_to=self.forward_dtype
+            )
 
         # The two recurrent modules f_L and f_H.
         self.L_level = ReasoningModule([Block(config) for _ in range(config.L_layers)])
@@ -167,10 +174,37 @@ class HRMQNetwork(nn.Module):
         emb = self.embed_tokens(tokens.long())
         query = self.query_token.to(self.forward_dtype).expand(B, 1, -1)
         x = torch.cat((query, emb), dim=1)
+        # Sums of unit-variance embeddings are scaled back to unit variance.
         if self.config.pos_encodings == "learned":
-            # The sum of two unit-variance embeddings, scaled back to unit variance.
             x = (x + self.embed_pos.weight.to(self.forward_dtype)) / math.sqrt(2.0)
+        if self.config.anchor_embedding:
+            x = (x + self.embed_anchor(self.anchor_offsets(tokens))) / math.sqrt(2.0)
         return self.embed_scale * x
+
+    def anchor_cell(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """(row, col) of the anchor token's first cell per sample, each (B,) long; cell 0 if it is absent.
+
+        Without ``rope_anchor_token``: the grid's centre cell (rounded down).
+        """
+        cfg = self.config
+        assert cfg.grid_shape is not None
+        rows, cols = cfg.grid_shape
+        if cfg.rope_anchor_token is None:
+            cell = torch.full((tokens.shape[0],), (rows // 2) * cols + cols // 2, device=tokens.device)
+        else:
+            cell = (tokens == cfg.rope_anchor_token).to(torch.uint8).argmax(dim=1)
+        return cell // cols, cell % cols
+
+    def anchor_offsets(self, tokens: Tensor) -> Tensor:
+        """Index into ``embed_anchor`` of every position's offset from the anchor cell: (B, S) long, query first."""
+        assert self.config.grid_shape is not None
+        rows, cols = self.config.grid_shape
+        row, col = self.anchor_cell(tokens)
+        cells = torch.arange(rows * cols, device=tokens.device)
+        d_row = (cells // cols)[None] - row[:, None] + rows - 1  # (B, rows*cols), 0 .. 2*rows-2
+        d_col = (cells % cols)[None] - col[:, None] + cols - 1
+        centre = torch.full_like(row, (rows - 1) * (2 * cols - 1) + cols - 1)  # offset (0, 0): the query token
+        return torch.cat((centre[:, None], d_row * (2 * cols - 1) + d_col), dim=1)
 
     def positions(self, tokens: Tensor) -> CosSin | None:
         """Rotary tables for ``tokens`` (B, seq_len): shared (S, hd) for rope, per sample (B, S, hd) for rope2d."""
@@ -184,9 +218,8 @@ class HRMQNetwork(nn.Module):
         if cfg.rope_anchor_token is None:
             row = torch.full((tokens.shape[0],), (rows - 1) / 2, device=tokens.device)
             col = torch.full((tokens.shape[0],), (cols - 1) / 2, device=tokens.device)
-        else:  # the anchor's first cell (cell 0 if it is absent)
-            cell = (tokens == cfg.rope_anchor_token).to(torch.uint8).argmax(dim=1)
-            row, col = cell // cols, cell % cols
+        else:
+            row, col = self.anchor_cell(tokens)
         return self.rotary_emb_2d(row, col)
 
     def forward(
@@ -209,8 +242,9 @@ class HRMQNetwork(nn.Module):
         if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
             raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
         device = self.H_init.device
-        x = self.input_embeddings(tokens.to(device))
-        cos_sin = self.positions(tokens.to(device))
+        tokens = tokens.to(device)
+        x = self.input_embeddings(tokens)
+        cos_sin = self.positions(tokens)
         z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
         z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
 

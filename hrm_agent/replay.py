@@ -14,6 +14,12 @@ fixed initial state when ``episode_start[t]``; no latent is stored twice.
 Because row ``t`` needs row ``t - 1``, the oldest row of a full buffer (whose
 predecessor has been overwritten) is never sampled.
 
+With ``n_step > 1`` a sample is an n-step transition (as stable-baselines3's
+``NStepReplayBuffer``): ``rewards`` holds ``sum_k gamma^k r_{t+k}`` over up to
+``n`` steps, cut short where the episode ends (terminated or truncated) or the
+stored data does; ``next_obs``, ``terminated`` and ``z_next`` are those of the
+last step taken, and ``discounts`` is ``gamma^k`` for ``k`` steps taken.
+
 Latents are kept in half precision (``float16``, or ``bfloat16`` when the model
 runs in bfloat16 so they are stored exactly).
 """
@@ -43,6 +49,8 @@ class ReplaySample(NamedTuple):
     episode_start: torch.Tensor  # (B,) bool: s_t is the first observation of its episode
     z_init: torch.Tensor | None  # (2, B, *latent_shape) latent before the forward pass on s_t
     z_next: torch.Tensor | None  # (2, B, *latent_shape) latent produced by it, which starts s_{t+1}
+    # (B,) float32 gamma^k of the k-step return in ``rewards`` (n-step sampling); None: one step, gamma
+    discounts: torch.Tensor | None = None
 
 
 class ReplayBuffer:
@@ -116,8 +124,15 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
-    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> ReplaySample:
-        """Uniformly sample ``batch_size`` transitions (with replacement)."""
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        n_step: int = 1,
+        gamma: float = 1.0,
+    ) -> ReplaySample:
+        """Uniformly sample ``batch_size`` transitions (with replacement), ``n_step``-step returns with ``gamma``."""
         if self.full:
             # skip the oldest row: its predecessor (which holds its z_init) was overwritten
             rows = (self.pos + 1 + rng.integers(0, self.capacity - 1, size=batch_size)) % self.capacity
@@ -126,25 +141,47 @@ class ReplayBuffer:
                 raise ValueError("cannot sample from an empty replay buffer")
             rows = rng.integers(0, self.pos, size=batch_size)
         cols = rng.integers(0, self.n_envs, size=batch_size)
+        last, returns, discounts = self._n_step(rows, cols, n_step, gamma)
 
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a[rows, cols]).to(device)
+        def tensor(a: np.ndarray, at: np.ndarray = rows) -> torch.Tensor:
+            return torch.from_numpy(a[at, cols]).to(device)
 
         z_init = z_next = None
         if self.z_out is not None:
-            rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
-            z_next = self.z_out[rows_t, cols_t].transpose(0, 1).to(device)
+            rows_t, last_t, cols_t = torch.from_numpy(rows), torch.from_numpy(last), torch.from_numpy(cols)
+            z_next = self.z_out[last_t, cols_t].transpose(0, 1).to(device)
             z_init = self.z_out[(rows_t - 1) % self.capacity, cols_t].transpose(0, 1).to(device)
         return ReplaySample(
             obs=tensor(self.obs),
             actions=tensor(self.actions).long(),
-            rewards=tensor(self.rewards),
-            next_obs=tensor(self.next_obs),
-            terminated=tensor(self.terminated).float(),
+            rewards=torch.from_numpy(returns).to(device),
+            next_obs=tensor(self.next_obs, last),
+            terminated=tensor(self.terminated, last).float(),
             episode_start=tensor(self.episode_start),
             z_init=z_init,
             z_next=z_next,
+            discounts=None if discounts is None else torch.from_numpy(discounts).to(device),
         )
+
+    def _n_step(
+        self, rows: np.ndarray, cols: np.ndarray, n_step: int, gamma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Last row, discounted return and ``gamma^k`` of up to ``n_step`` steps from each ``(row, col)``."""
+        returns = self.rewards[rows, cols].copy()
+        if n_step == 1:
+            return rows, returns, None
+        last = rows.copy()
+        discounts = np.full(rows.shape, gamma, dtype=np.float32)
+        going = ~self.terminated[rows, cols]
+        for _ in range(n_step - 1):
+            following = (last + 1) % self.capacity
+            # the next row is stored (not the write position: unwritten, or the oldest data) and continues the episode
+            going &= (following != self.pos) & ~self.episode_start[following, cols]
+            returns += np.where(going, discounts * self.rewards[following, cols], 0.0).astype(np.float32)
+            last = np.where(going, following, last)
+            discounts = np.where(going, discounts * gamma, discounts).astype(np.float32)
+            going &= ~self.terminated[last, cols]
+        return last, returns, discounts
 
     def state_dict(self) -> dict[str, Any]:
         names = ("obs", "next_obs", "actions", "rewards", "terminated", "episode_start")

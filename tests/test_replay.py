@@ -112,3 +112,56 @@ def test_token_carry_stores_one_vector_per_level():
         assert agent.replay.z_out.shape[2:] == ((2, D) if mode == "token" else (2, S, D))
     # float16 latents: 2 levels x D (token) against 2 levels x S x D (full)
     assert sizes["full"] - sizes["token"] == 2 * 2 * (S - 1) * D
+
+
+def _n_step_buffer(capacity_rows: int, steps: int, terminated_at: set[int], started_at: set[int]) -> ReplayBuffer:
+    """One env; step t has reward t + 1, obs t, next_obs t + 100 and latent t."""
+    buffer = ReplayBuffer(capacity_rows, 1, seq_len=1, latent_shape=(S, D))
+    for t in range(steps):
+        buffer.add(
+            np.array([[t]], np.uint8), np.array([[t + 100]], np.uint8), np.zeros(1), np.array([t + 1.0]),
+            np.array([t in terminated_at]), np.array([t in started_at]), _z(t, 0)[:, None],
+        )
+    return buffer
+
+
+def _expected_n_step(t: int, n: int, gamma: float, ends: set[int], newest: int) -> tuple[float, float, int]:
+    """Return, gamma^k and last step of the n-step transition from t (an episode ends after each step in ends)."""
+    ret, discount, last = 0.0, 1.0, t
+    for k in range(n):
+        last = t + k
+        ret += discount * (last + 1)
+        discount *= gamma
+        if last in ends or last == newest:
+            break
+    return ret, discount, last
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_n_step_samples_sum_discounted_rewards_and_stop_at_episode_ends(n: int):
+    gamma = 0.5
+    terminated, truncated = {4}, {8}  # episodes: 0-4 (terminated), 5-8 (time limit), 9-11 (still running)
+    buffer = _n_step_buffer(20, 12, terminated, {0, 5, 9})
+    batch = buffer.sample(400, np.random.default_rng(0), n_step=n, gamma=gamma)
+    ends = terminated | truncated
+    for i, t in enumerate(batch.obs[:, 0].tolist()):
+        ret, discount, last = _expected_n_step(t, n, gamma, ends, newest=11)
+        assert batch.rewards[i].item() == pytest.approx(ret)
+        assert batch.next_obs[i, 0].item() == last + 100  # bootstraps from s_{last+1} ...
+        assert batch.z_next[0, i, 0, 0].item() == last  # ... starting from the latent step `last` produced
+        assert batch.terminated[i].item() == float(last in terminated)
+        if n == 1:
+            assert batch.discounts is None
+        else:
+            assert batch.discounts[i].item() == pytest.approx(discount)
+    assert set(batch.obs[:, 0].tolist()) == set(range(12))
+
+
+def test_n_step_never_runs_into_the_oldest_row_of_a_full_buffer():
+    buffer = _n_step_buffer(5, 8, set(), {0})  # rows hold steps 5, 6, 7, 3, 4; the write position is row 3
+    batch = buffer.sample(300, np.random.default_rng(2), n_step=4, gamma=1.0)
+    last = batch.next_obs[:, 0].long() - 100
+    assert set(batch.obs[:, 0].tolist()) == {4, 5, 6, 7}
+    assert (last == 7).all()  # every sample runs to the newest step, never on into the overwritten row
+    assert torch.equal(batch.rewards, torch.tensor([sum(s + 1 for s in range(t, 8)) for t in batch.obs[:, 0].tolist()],
+                                                   dtype=torch.float32))
