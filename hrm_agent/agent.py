@@ -175,6 +175,10 @@ class HRMAgent:
         torch.manual_seed(seed)
         self.online = HRMQNetwork(self.model_config).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
+        if self.config.compile:  # in place: parameter names and checkpoints stay those of the eager model
+            for net in (self.online, self.target):
+                net.L_level.compile()
+                net.H_level.compile()
         optimizer_cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_cls(
             self.online.parameters(),

@@ -44,6 +44,10 @@ class AgentConfig(BaseModel):
     total_steps: int = Field(100_000, ge=1)
     """Default training budget in env steps (``--total-steps`` overrides)."""
 
+    compile: bool = False
+    """``torch.compile`` the H and L modules of both networks (fuses RoPE, norms and the MLP's
+    elementwise work; needs a C++ compiler on CPU). The first calls of each shape compile (tens of seconds)."""
+
     # Vectorised acting
     n_envs: int = Field(4, ge=1)
 

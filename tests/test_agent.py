@@ -191,3 +191,15 @@ def test_a_dict_config_applies_over_the_tuned_defaults_like_the_cli():
     assert agent.model_config.hidden_size == 16
     with pytest.raises(ConfigError, match="learning_rate"):
         HRMAgent("FourRooms-v0", {"learning_rate": -1})
+
+
+def test_compiled_agent_keeps_the_eager_parameter_names(tmp_path):
+    """``compile: true`` compiles the H and L modules in place: the same state_dict keys, so
+    checkpoints of compiled and eager runs load into each other (compiling itself is lazy)."""
+    eager = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV, seed=0)
+    compiled = HRMAgent("DynamicMaze-v0", tiny_config(compile=True), env_kwargs=TINY_ENV, seed=0)
+    assert list(compiled.online.state_dict()) == list(eager.online.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(compiled.online.state_dict().values(), eager.online.state_dict().values()))
+    compiled.save(tmp_path / "compiled.pt")
+    loaded = HRMAgent.load(tmp_path / "compiled.pt")
+    assert loaded.config.compile
