@@ -76,6 +76,7 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     gif_path: str | Path | None = None,
     record_latents: bool = False,
+    latent_positions: str = "all",
 ) -> EvalResult:
     """Run ``n_episodes`` greedy episodes of the agent's env (``env_kwargs`` override its kwargs).
 
@@ -83,6 +84,7 @@ def evaluate(
     With ``record_latents``, ``EvalResult.latents`` holds every step's recurrent states (taken
     from the trace of the forward pass that chose the action) and context, see
     :mod:`hrm_agent.latents`; the episodes played are the same as without it.
+    ``latent_positions``: record every position (``"all"``) or the query position only (``"query"``).
     """
     from hrm_agent.latents import LatentRecorder, record_traces
 
@@ -100,7 +102,7 @@ def evaluate(
     active = np.ones(n_episodes, dtype=bool)
     frames = [envs[0].render()] if gif_path else []
     state, episode_start = None, np.ones(n_episodes, dtype=bool)
-    recorder = LatentRecorder(n_episodes) if record_latents else None
+    recorder = LatentRecorder(n_episodes, latent_positions) if record_latents else None
     action_counts = np.zeros(envs[0].action_space.n, dtype=np.int64)
     # what came with each current observation, for the recording
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
@@ -182,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
                         help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
                              "(default RUN_DIR/latents.npz)")
+    parser.add_argument("--latent-positions", choices=["all", "query"], default="all",
+                        help="with --save-latents: every position's state (default) or only the query "
+                             "position's, where Q is read (1/S of the size)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -196,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
-                      record_latents=args.save_latents is not None)
+                      record_latents=args.save_latents is not None, latent_positions=args.latent_positions)
     from hrm_agent.analysis import format_mean_se  # "m ± se", "m" for one value, "–" for none
 
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")

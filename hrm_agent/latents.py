@@ -23,7 +23,9 @@ entry             shape, dtype             meaning
 format            () str                   ``"hrm-agent-latents"``
 version           () int64                 ``1``
 metadata          () str                   JSON object, see below
-z_H, z_L          (n, M*N*T, S, D) float16 entry ``[t, i-1]``: the state after iteration ``i``
+z_H, z_L          (n, M*N*T, P, D) float16 entry ``[t, i-1]``: the state after iteration ``i``
+                                           at every position (``P = S``) or at the query
+                                           position only (``P = 1``, metadata ``positions``)
 H_init, L_init    (D,) float32             the fixed initial state, ``z^0`` of every forward
                                            pass with reset z and of each episode's first step
 obs               (n, H, W) uint8          the observation the forward pass read
@@ -41,7 +43,9 @@ episode_length    (E,) int64               steps it took (its number of rows)
 
 ``metadata``: ``variant`` (``"carry"``/``"reset"``), ``env_id``, ``env_kwargs``,
 ``seed`` (the agent's training seed), ``eval_seed``, ``H_cycles``, ``L_cycles``,
-``segments`` (1 when absent), ``carry`` (``"full"``/``"token"``; ``"full"`` when absent), ``hidden_size``, ``total_seq_len``, ``forward_dtype``, ``hrm_agent_version``,
+``segments`` (1 when absent), ``carry`` (``"full"``/``"token"``; ``"full"`` when absent),
+``positions`` (``"all"``/``"query"``; ``"all"`` when absent), ``hidden_size``, ``total_seq_len``,
+``forward_dtype``, ``hrm_agent_version``,
 ``created`` (UTC, ISO 8601) and, from the command line, ``source`` (the run
 directory or model file evaluated) and ``run`` (its name).
 
@@ -51,7 +55,11 @@ to about 29 KB. 100 episodes of an untrained agent (4,219 steps; nearly every
 episode runs to the 44-step limit, so this is the upper bound) gave a 122 MB
 file; an agent that reaches the goal by the shortest path (9.4 steps per
 episode on average) would write about 27 MB. The size grows linearly with
-steps, ``M*N*T``, ``S`` and ``D``.
+steps, ``M*N*T``, ``P`` and ``D``. Recording the query position only
+(``positions="query"``, ``--latent-positions query``: where Q is read and what
+``carry: token`` carries, the HRM-Agent authors' last token) divides the
+latents by ``S``: 2 x ``M*N*T`` x ``D`` float16 values per step, 512 bytes with
+the default config and 4 KB with the ``paper`` preset's 8 segments and hidden 64.
 """
 
 from __future__ import annotations
@@ -133,12 +141,17 @@ class Latents:
         return int(self.z_H.shape[1])
 
     @property
+    def positions(self) -> str:
+        """``"all"`` (every position recorded) or ``"query"`` (the query position only)."""
+        return self.metadata.get("positions", "all")
+
+    @property
     def success(self) -> np.ndarray:
         """(n,) bool: whether each step's episode reached the goal."""
         return self.episode_success[self.episode]
 
     def initial_state(self, level: str) -> np.ndarray:
-        """``z^0`` of every step, (n, S, D) float16: the state its forward pass started from.
+        """``z^0`` of every step, (n, P, D) float16: the state its forward pass started from.
 
         The initial state (``H_init``/``L_init`` at every position) on each episode's first
         step and at every step with reset z; otherwise what was carried of the previous step's
@@ -217,8 +230,11 @@ class LatentRecorder:
         print(latents.z_H.shape)  # (steps, M*N*T, S, D)
     """
 
-    def __init__(self, n_episodes: int) -> None:
+    def __init__(self, n_episodes: int, positions: str = "all") -> None:
+        if positions not in ("all", "query"):
+            raise ValueError(f"positions must be 'all' or 'query', got {positions!r}")
         self.n_episodes = n_episodes
+        self.positions = positions
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_H", "z_L", "obs", *_STEP_ENTRIES)}
 
     def add(
@@ -238,6 +254,8 @@ class LatentRecorder:
         for level in LEVELS:
             z = getattr(trace, level)
             z = z[:, torch.as_tensor(rows, device=z.device)]  # (M*N*T, k, S, D)
+            if self.positions == "query":
+                z = z[:, :, :1]  # (M*N*T, k, 1, D)
             self._columns[level].append(z.detach().float().cpu().numpy().astype(np.float16).swapaxes(0, 1))
         for name, value in (("obs", obs), ("action", action), ("reward", reward), ("changed", changed),
                             ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
@@ -270,6 +288,7 @@ class LatentRecorder:
             episode_length=np.bincount(data["episode"], minlength=self.n_episodes).astype(np.int64),
             metadata={
                 **metadata,
+                "positions": self.positions,
                 "hrm_agent_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
@@ -356,9 +375,12 @@ def _check(latents: Latents, name: str) -> None:
         fail(f"variant must be 'carry' or 'reset', got {meta['variant']!r}")
     z_H, z_L = latents.z_H, latents.z_L
     iterations = meta.get("segments", 1) * meta["H_cycles"] * meta["L_cycles"]
-    expected = (iterations, meta["total_seq_len"], meta["hidden_size"])
+    positions = meta.get("positions", "all")
+    if positions not in ("all", "query"):
+        fail(f"positions must be 'all' or 'query', got {positions!r}")
+    expected = (iterations, meta["total_seq_len"] if positions == "all" else 1, meta["hidden_size"])
     if z_H.ndim != 4 or z_H.shape[1:] != expected:
-        fail(f"z_H has shape {z_H.shape}, expected (n, {', '.join(map(str, expected))}) (n, M*N*T, S, D)")
+        fail(f"z_H has shape {z_H.shape}, expected (n, {', '.join(map(str, expected))}) (n, M*N*T, P, D)")
     if z_L.shape != z_H.shape:
         fail(f"z_L has shape {z_L.shape}, z_H {z_H.shape}")
     if not (np.issubdtype(z_H.dtype, np.floating) and np.issubdtype(z_L.dtype, np.floating)):

@@ -161,3 +161,18 @@ def test_loader_rejects_another_version_a_foreign_file_and_bad_shapes(recorded, 
         load(path)
     with pytest.raises(LatentsError, match="no such latents file"):
         load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("carry", ["token", "full"])
+def test_query_position_recording_is_the_full_recordings_first_position(carry, tmp_path):
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(carry=carry), env_kwargs=TINY_ENV, seed=3)
+    full = evaluate(agent, 3, seed=5, record_latents=True).latents
+    query = evaluate(agent, 3, seed=5, record_latents=True, latent_positions="query").latents
+    D = agent.model_config.hidden_size
+    assert query.z_H.shape == (full.n_steps, full.iterations, 1, D) and query.positions == "query"
+    for level in ("z_H", "z_L"):
+        np.testing.assert_array_equal(getattr(query, level), getattr(full, level)[:, :, :1])
+        np.testing.assert_array_equal(query.initial_state(level), full.initial_state(level)[:, :1])
+    assert load(save(tmp_path / "q.npz", query)).positions == "query"
+    with pytest.raises(ValueError, match="positions must be"):
+        evaluate(agent, 1, record_latents=True, latent_positions="last")
