@@ -32,6 +32,12 @@ which the agent does not move); the previous versions of these envs had
 
 - ``is_success`` (bool): the agent reached the goal on this step;
 - ``changed`` (bool): walls/doors changed during this step (False at reset);
+- ``path_changed`` (bool): the change touched the agent's shortest path: a cell
+  that changed lies on a shortest path from the agent (after its move) to the
+  goal on the grid before the change, or the shortest distance changed (a
+  door that opens a shorter way, or one that cuts the goal off); the
+  HRM-Agent authors' "environment changed" in their latent analysis (False
+  when ``changed`` is);
 - ``shortest_path`` (int): BFS moves from agent to goal on the current grid,
   -1 if unreachable;
 - ``agent_pos`` (tuple): the agent's (x, y).
@@ -350,7 +356,10 @@ class DynamicGridEnv(MiniGridEnv):
             self.agent_pos = (x + dx, y + dy)
 
         terminated = self.agent_pos == self.goal_pos
+        before = self._tokens.copy()
+        dist_before = self._dist
         changed = False if terminated else self._apply_dynamics()
+        path_changed = changed and self._path_touched(before, dist_before)
         truncated = not terminated and self.step_count >= self.max_steps
         if terminated:
             reward = 1.0
@@ -361,8 +370,21 @@ class DynamicGridEnv(MiniGridEnv):
 
         if self.render_mode == "human":
             self.render()
-        info = self._info(success=terminated, changed=changed)
+        info = self._info(success=terminated, changed=changed, path_changed=path_changed)
         return self.gen_obs(), reward, terminated, truncated, info
+
+    def _path_touched(self, before: np.ndarray, dist_before: np.ndarray | None) -> bool:
+        """Whether the change from grid ``before`` to the current one touched the agent's shortest path."""
+        if dist_before is None:
+            dist_before = bfs_distances(before, self.goal_pos)
+        x, y = self.agent_pos
+        if self.distances()[y, x] != dist_before[y, x]:
+            return True
+        if dist_before[y, x] < 0:  # the goal was and stays cut off
+            return False
+        from_agent = bfs_distances(before, self.agent_pos)
+        on_path = (from_agent >= 0) & (dist_before >= 0) & (from_agent + dist_before == dist_before[y, x])
+        return bool(np.any(on_path & (before != self._tokens)))
 
     def gen_obs(self) -> Any:
         """The observation: (H, W) uint8 tokens in ``"full"`` mode, minigrid's dict otherwise."""
@@ -373,11 +395,12 @@ class DynamicGridEnv(MiniGridEnv):
         obs[y, x] = AGENT
         return obs
 
-    def _info(self, success: bool, changed: bool) -> dict[str, Any]:
+    def _info(self, success: bool, changed: bool, path_changed: bool = False) -> dict[str, Any]:
         x, y = self.agent_pos
         return {
             "is_success": success,
             "changed": changed,
+            "path_changed": path_changed,
             "shortest_path": int(self.distances()[y, x]),
             "agent_pos": (x, y),
         }

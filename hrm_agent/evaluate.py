@@ -10,7 +10,7 @@ bound).
 With ``--save-latents [PATH]`` (default ``RUN_DIR/latents.npz``) the same
 evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the
 ``N*T`` recurrent iterations together with the observation, action, reward,
-``changed`` flag and agent position (format: :mod:`hrm_agent.latents`).
+``changed`` and ``path_changed`` flags and agent position (format: :mod:`hrm_agent.latents`).
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def evaluate(
     action_counts = np.zeros(envs[0].action_space.n, dtype=np.int64)
     # what came with each current observation, for the recording
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
+    path_changed = np.array([bool(info.get("path_changed", False)) for _, info in first])
     agent_pos = np.array([info.get("agent_pos", (-1, -1)) for _, info in first], dtype=np.int64).reshape(-1, 2)
     with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
         while active.any():
@@ -115,13 +116,17 @@ def evaluate(
             rows = np.flatnonzero(active)
             np.add.at(action_counts, np.asarray(actions)[rows].astype(np.int64), 1)
             # fancy indexing copies: the step loop below overwrites these arrays
-            before = (obs[rows], changed[rows], agent_pos[rows], length[rows]) if recorder is not None else None
+            before = (
+                (obs[rows], changed[rows], path_changed[rows], agent_pos[rows], length[rows])
+                if recorder is not None else None
+            )
             rewards = np.zeros(n_episodes)
             for i in rows:
                 obs[i], rewards[i], terminated, truncated, info = envs[i].step(int(actions[i]))
                 returns[i] += rewards[i]
                 length[i] += 1
                 changed[i] = bool(info.get("changed", False))
+                path_changed[i] = bool(info.get("path_changed", False))
                 agent_pos[i] = info.get("agent_pos", (-1, -1))
                 if gif_path and i == 0:
                     frames.append(envs[0].render())
@@ -131,8 +136,9 @@ def evaluate(
             if recorder is not None:
                 (trace,) = traces  # exactly one forward pass per step
                 traces.clear()
-                step_obs, step_changed, step_pos, step_index = before
-                recorder.add(trace, rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index)
+                step_obs, step_changed, step_path_changed, step_pos, step_index = before
+                recorder.add(trace, rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index,
+                             path_changed=step_path_changed)
     for env in envs:
         env.close()
     if gif_path:

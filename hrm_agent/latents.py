@@ -34,6 +34,9 @@ reward            (n,) float32             the reward that action received
 changed           (n,) bool                ``info["changed"]`` that came with ``obs``: the walls
                                            or doors changed in the env step that produced it
                                            (False on an episode's first observation)
+path_changed      (n,) bool, optional      ``info["path_changed"]`` that came with ``obs``: the
+                                           change touched the agent's shortest path (files
+                                           recorded before this entry lack it)
 agent_pos         (n, 2) int64             ``info["agent_pos"]`` (x, y) that came with ``obs``
 step              (n,) int64               step index within the episode, from 0
 episode           (n,) int64               episode id ``0 .. E-1`` (seeded ``eval_seed + id``)
@@ -121,6 +124,7 @@ class Latents:
     episode_success: np.ndarray
     episode_length: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    path_changed: np.ndarray | None = None
 
     @property
     def variant(self) -> str:
@@ -169,7 +173,10 @@ class Latents:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The file's entries except format, version and metadata."""
-        return {name: getattr(self, name) for name in _ARRAY_ENTRIES}
+        entries = {name: getattr(self, name) for name in _ARRAY_ENTRIES}
+        if self.path_changed is not None:
+            entries["path_changed"] = self.path_changed
+        return entries
 
 
 # ------------------------------------------------------------------ recording
@@ -236,6 +243,7 @@ class LatentRecorder:
         self.n_episodes = n_episodes
         self.positions = positions
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_H", "z_L", "obs", *_STEP_ENTRIES)}
+        self._path_changed: list[np.ndarray | None] = []
 
     def add(
         self,
@@ -247,9 +255,11 @@ class LatentRecorder:
         changed: np.ndarray,
         agent_pos: np.ndarray,
         step: np.ndarray,
+        path_changed: np.ndarray | None = None,
     ) -> None:
         """One batched step. ``trace``: (M*N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
-        were active; the other arguments: (k, ...) per active episode, as in the file format."""
+        were active; the other arguments: (k, ...) per active episode, as in the file format
+        (``path_changed`` is kept only when every step gives it)."""
         rows = np.asarray(rows, dtype=np.int64)
         for level in LEVELS:
             z = getattr(trace, level)
@@ -260,6 +270,7 @@ class LatentRecorder:
         for name, value in (("obs", obs), ("action", action), ("reward", reward), ("changed", changed),
                             ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
             self._columns[name].append(np.asarray(value))
+        self._path_changed.append(None if path_changed is None else np.asarray(path_changed, dtype=bool))
 
     def finish(
         self, episode_success: np.ndarray, H_init: np.ndarray, L_init: np.ndarray, metadata: dict[str, Any]
@@ -270,6 +281,8 @@ class LatentRecorder:
         if not self._columns["z_H"]:
             raise ValueError("no steps were recorded")
         data = {name: np.concatenate(parts) for name, parts in self._columns.items()}
+        if all(part is not None for part in self._path_changed):
+            data["path_changed"] = np.concatenate(self._path_changed)
         order = np.lexsort((data["step"], data["episode"]))
         data = {name: value[order] for name, value in data.items()}
         return Latents(
@@ -286,6 +299,7 @@ class LatentRecorder:
             episode=data["episode"].astype(np.int64),
             episode_success=np.asarray(episode_success, dtype=bool),
             episode_length=np.bincount(data["episode"], minlength=self.n_episodes).astype(np.int64),
+            path_changed=data.get("path_changed"),
             metadata={
                 **metadata,
                 "positions": self.positions,
@@ -347,6 +361,8 @@ def load(path: str | Path) -> Latents:
                 raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
             metadata = json.loads(str(npz["metadata"]))
             arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
+            if "path_changed" in names:
+                arrays["path_changed"] = npz["path_changed"]
     except LatentsError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as err:
@@ -396,6 +412,12 @@ def _check(latents: Latents, name: str) -> None:
         if value.shape != (n, *trailing) or value.dtype.kind not in kinds:
             shape = ", ".join(map(str, (n, *trailing)))
             fail(f"{entry} has shape {value.shape} and dtype {value.dtype}, expected ({shape}) of kind {kinds!r}")
+    if latents.path_changed is not None:
+        if latents.path_changed.shape != (n,) or latents.path_changed.dtype.kind != "b":
+            fail(f"path_changed has shape {latents.path_changed.shape} and dtype {latents.path_changed.dtype}, "
+                 f"expected ({n},) bool")
+        if np.any(latents.path_changed & ~latents.changed):
+            fail("path_changed is set on a step where changed is not")
     E = latents.episode_success.shape
     if len(E) != 1 or latents.episode_length.shape != E:
         fail(f"episode_success {latents.episode_success.shape} and episode_length {latents.episode_length.shape} "

@@ -18,6 +18,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs import BFSOracle, DynamicMazeEnv, FourRoomsEnv, shortest_path_length
+from envs.oracle import bfs_distances
 from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN, EMPTY, GOAL, NUM_TOKENS, PASSABLE, WALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,11 +201,12 @@ def test_goal_reached_on_the_last_step_is_terminated_not_truncated():
 def test_info_has_documented_keys_and_types(env_id):
     env = gym.make(env_id)
     _, info = env.reset(seed=0)
-    assert info["changed"] is False and info["is_success"] is False
+    assert info["changed"] is False and info["is_success"] is False and info["path_changed"] is False
     for _ in range(20):
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
-        assert set(info) >= {"is_success", "changed", "shortest_path", "agent_pos"}
+        assert set(info) >= {"is_success", "changed", "path_changed", "shortest_path", "agent_pos"}
         assert type(info["is_success"]) is bool and type(info["changed"]) is bool
+        assert type(info["path_changed"]) is bool and info["changed"] >= info["path_changed"]
         assert type(info["shortest_path"]) is int and info["shortest_path"] >= -1
         assert isinstance(info["agent_pos"], tuple) and all(type(c) is int for c in info["agent_pos"])
         if terminated or truncated:
@@ -669,3 +671,46 @@ def test_previous_default_envs_give_the_same_episodes_as_before():
     seven = DynamicMazeEnv(size=7, n_fixed_walls=3, n_dynamic_walls=2, dynamics="toggle", max_steps=28, bump_penalty=0)
     assert digest(seven) == "c33c841664833c8a"
     assert DynamicMazeEnv(size=11, dynamics="toggle", max_steps=None).max_steps == 44  # None: the old default
+
+
+def _shortest_paths_cells(tokens: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> set[tuple[int, int]]:
+    """Every cell on some shortest start-goal path, by enumerating the paths (small grids only)."""
+    dist = bfs_distances(tokens, goal)
+    cells, frontier = {start}, {start}
+    while frontier:
+        step = set()
+        for x, y in frontier:
+            if dist[y, x] <= 0:  # the goal: the path ends
+                continue
+            for dx, dy in ((0, -1), (1, 0), (0, 1), (-1, 0)):
+                if 0 <= y + dy < tokens.shape[0] and 0 <= x + dx < tokens.shape[1] and dist[y + dy, x + dx] == dist[y, x] - 1:
+                    step.add((x + dx, y + dy))
+        cells |= step
+        frontier = step
+    return cells
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_path_changed_flags_changes_that_touch_a_shortest_path(env_id):
+    env = gym.make(env_id, change_prob=0.3)
+    base = env.unwrapped
+    counts = {"changed": 0, "path_changed": 0}
+    env.reset(seed=3)
+    for t in range(600):
+        before = base.layout
+        _, _, terminated, truncated, info = env.step(int(np.random.default_rng(t).integers(4)))
+        if not terminated:
+            pos, goal = info["agent_pos"], base.goal_pos
+            d_before = bfs_distances(before, goal)[pos[1], pos[0]]
+            changed_cells = {(int(x), int(y)) for y, x in zip(*np.nonzero(before != base.layout))}
+            expected = bool(info["changed"]) and bool(
+                d_before != info["shortest_path"]
+                or (d_before >= 0 and bool(changed_cells & _shortest_paths_cells(before, pos, goal)))
+            )
+            assert info["path_changed"] is expected
+            counts["changed"] += info["changed"]
+            counts["path_changed"] += info["path_changed"]
+        if terminated or truncated:
+            env.reset()
+    # both kinds occur: some changes touch the path, some do not
+    assert 0 < counts["path_changed"] < counts["changed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -90,6 +91,7 @@ def test_changed_flags_positions_and_rewards_match_the_env(recorded):
         for r in rows:
             np.testing.assert_array_equal(lat.obs[r], obs)
             assert lat.changed[r] == info["changed"] and tuple(lat.agent_pos[r]) == info["agent_pos"]
+            assert lat.path_changed[r] == info["path_changed"]
             obs, reward, _, _, info = env.step(int(lat.action[r]))
             assert lat.reward[r] == reward
     assert lat.changed.any() and not lat.changed[lat.step == 0].any()
@@ -176,3 +178,18 @@ def test_query_position_recording_is_the_full_recordings_first_position(carry, t
     assert load(save(tmp_path / "q.npz", query)).positions == "query"
     with pytest.raises(ValueError, match="positions must be"):
         evaluate(agent, 1, record_latents=True, latent_positions="last")
+
+
+def test_files_without_path_changed_still_load(recorded, tmp_path):
+    _, _, result = recorded
+    lat = result.latents
+    assert lat.path_changed is not None and lat.path_changed.shape == lat.changed.shape
+    entries = {"format": np.array(FORMAT), "version": np.array(1), "metadata": np.array(json.dumps(lat.metadata))}
+    entries.update({k: v for k, v in lat.arrays().items() if k != "path_changed"})  # as recorded before the entry
+    np.savez_compressed(tmp_path / "old.npz", **entries)
+    old = load(tmp_path / "old.npz")
+    assert old.path_changed is None and old.n_steps == lat.n_steps
+    np.testing.assert_array_equal(load(save(tmp_path / "new.npz", lat)).path_changed, lat.path_changed)
+    bad = dataclasses.replace(lat, path_changed=~lat.changed)
+    with pytest.raises(LatentsError, match="path_changed is set on a step where changed is not"):
+        save(tmp_path / "bad.npz", bad)
