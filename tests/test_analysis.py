@@ -214,6 +214,23 @@ def test_make_figures_skips_the_latent_figures_when_no_run_has_latents(runs, tmp
         "learning_curves.csv", "learning_curves.png", "learning_curves.svg"]
 
 
+def test_q_values_command_tabulates_held_out_states_by_distance(runs, tmp_path, capsys):
+    out = tmp_path / "q.csv"
+    assert command("q_values").main([str(runs["carry"]), "--states", "30", "--csv", str(out)]) == 0
+    rows = read_csv(out)
+    assert rows[-1]["distance"] == "all" and int(rows[-1]["states"]) == 30
+    assert sum(int(r["states"]) for r in rows[:-1]) == 30
+    for r in rows:
+        assert 0 <= float(r["greedy_optimal"]) <= 1 and 0 < float(r["chance"]) <= 1
+        assert float(r["spread"]) >= 0 and 0 < float(r["shortest_path_value"]) <= 1
+    assert "greedy optimal" in capsys.readouterr().out
+    assert command("q_values").main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    help_text = run(str(ANALYSIS / "q_values.py"), "--help", timeout=30)
+    assert help_text.returncode == 0 and "usage: python analysis/q_values.py" in help_text.stdout
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help(name):
     result = run(str(ANALYSIS / f"{name}.py"), "--help", timeout=30)
