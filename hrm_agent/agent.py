@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from envs.tokens import AGENT
+from envs.tokens import AGENT, GOAL
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
@@ -166,6 +166,7 @@ class HRMAgent:
                     "num_actions": int(self.action_space.n),
                     "grid_shape": self.tokenizer.token_grid,
                     "rope_anchor_token": AGENT,  # rope2d puts the query token on the agent's cell
+                    "goal_token": GOAL,
                     **self.config.model,
                 }
             )

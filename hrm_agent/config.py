@@ -65,6 +65,13 @@ class HRMConfig(BaseModel):
         "cell (the query token's offset is 0, 0): attention's values then say where a cell lies relative to "
         "the agent, as an egocentric view would, without re-centring the grid; needs grid_shape",
     )
+    goal_token: int | None = Field(None, ge=0, description="goal_embedding: the goal's token id")
+    goal_embedding: bool = Field(
+        False,
+        description="add to every input a learned embedding of its cell's (row, column) offset from the goal's "
+        "cell; the query token gets the anchor cell's (the agent's) offset from the goal. Needs grid_shape "
+        "and goal_token",
+    )
 
     rms_norm_eps: float = Field(1e-5, gt=0)
     rope_theta: float = Field(10000.0, gt=0)
@@ -92,6 +99,10 @@ class HRMConfig(BaseModel):
                 raise ValueError(f"pos_encodings='rope2d' needs grid_shape with rows * cols = seq_len ({self.seq_len})")
         if self.anchor_embedding and (self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len):
             raise ValueError(f"anchor_embedding needs grid_shape with rows * cols = seq_len ({self.seq_len})")
+        if self.goal_embedding and (
+            self.goal_token is None or self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len
+        ):
+            raise ValueError(f"goal_embedding needs goal_token and grid_shape with rows * cols = seq_len ({self.seq_len})")
         return self
 
     @property

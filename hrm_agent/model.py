@@ -104,13 +104,14 @@ class HRMQNetwork(nn.Module):
             self.rotary_emb_2d = RotaryEmbedding2D(config.head_dim, config.grid_shape, base=config.rope_theta)
         else:
             self.embed_pos = CastedEmbedding(S, D, init_std=embed_std, cast_to=self.forward_dtype)
-        if config.anchor_embedding:
-            assert config.grid_shape is not None  # checked by HRMConfig
-            rows, cols = config.grid_shape
-            # One vector per (row, column) offset from the anchor cell, -(rows-1) .. rows-1 by -(cols-1) .. cols-1.
-            self.embed_anchor = CastedEmbedding(
-                (2 * rows - 1) * (2 * cols - 1), D, init_std=embed_std, cast_to=self.forward_dtype
-            )
+        # One vector per (row, column) offset from the agent's (anchor_embedding) or the goal's
+        # (goal_embedding) cell, -(rows-1) .. rows-1 by -(cols-1) .. cols-1.
+        for name, wanted in (("embed_anchor", config.anchor_embedding), ("embed_goal", config.goal_embedding)):
+            if wanted:
+                assert config.grid_shape is not None  # checked by HRMConfig
+                rows, cols = config.grid_shape
+                offsets = (2 * rows - 1) * (2 * cols - 1)
+                setattr(self, name, CastedEmbedding(offsets, D, init_std=embed_std, cast_to=self.forward_dtype))
 
         # The two recurrent modules f_L and f_H.
         self.L_level = ReasoningModule([Block(config) for _ in range(config.L_layers)])
@@ -179,32 +180,38 @@ class HRMQNetwork(nn.Module):
             x = (x + self.embed_pos.weight.to(self.forward_dtype)) / math.sqrt(2.0)
         if self.config.anchor_embedding:
             x = (x + self.embed_anchor(self.anchor_offsets(tokens))) / math.sqrt(2.0)
+        if self.config.goal_embedding:
+            x = (x + self.embed_goal(self.anchor_offsets(tokens, self.config.goal_token))) / math.sqrt(2.0)
         return self.embed_scale * x
 
-    def anchor_cell(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """(row, col) of the anchor token's first cell per sample, each (B,) long; cell 0 if it is absent.
-
-        Without ``rope_anchor_token``: the grid's centre cell (rounded down).
+    def anchor_cell(self, tokens: Tensor, token: int | None = None) -> tuple[Tensor, Tensor]:
+        """(row, col) of the first cell holding ``token`` (default ``rope_anchor_token``, the agent) per
+        sample, each (B,) long; cell 0 if it is absent. No token at all: the grid's centre cell (rounded down).
         """
         cfg = self.config
         assert cfg.grid_shape is not None
         rows, cols = cfg.grid_shape
-        if cfg.rope_anchor_token is None:
+        token = cfg.rope_anchor_token if token is None else token
+        if token is None:
             cell = torch.full((tokens.shape[0],), (rows // 2) * cols + cols // 2, device=tokens.device)
         else:
-            cell = (tokens == cfg.rope_anchor_token).to(torch.uint8).argmax(dim=1)
+            cell = (tokens == token).to(torch.uint8).argmax(dim=1)
         return cell // cols, cell % cols
 
-    def anchor_offsets(self, tokens: Tensor) -> Tensor:
-        """Index into ``embed_anchor`` of every position's offset from the anchor cell: (B, S) long, query first."""
+    def anchor_offsets(self, tokens: Tensor, token: int | None = None) -> Tensor:
+        """Index into ``embed_anchor``/``embed_goal`` of every position's (row, col) offset from the cell of
+        ``token`` (default: the anchor's): (B, S) long, query first. The query position takes the anchor
+        cell's offset: (0, 0) from the anchor itself, the agent's offset from the goal for the goal's."""
         assert self.config.grid_shape is not None
         rows, cols = self.config.grid_shape
-        row, col = self.anchor_cell(tokens)
+        row, col = self.anchor_cell(tokens, token)
         cells = torch.arange(rows * cols, device=tokens.device)
         d_row = (cells // cols)[None] - row[:, None] + rows - 1  # (B, rows*cols), 0 .. 2*rows-2
         d_col = (cells % cols)[None] - col[:, None] + cols - 1
-        centre = torch.full_like(row, (rows - 1) * (2 * cols - 1) + cols - 1)  # offset (0, 0): the query token
-        return torch.cat((centre[:, None], d_row * (2 * cols - 1) + d_col), dim=1)
+        index = d_row * (2 * cols - 1) + d_col
+        anchor_row, anchor_col = self.anchor_cell(tokens) if token is not None else (row, col)
+        query = index.gather(1, (anchor_row * cols + anchor_col)[:, None])  # the anchor cell's offset
+        return torch.cat((query, index), dim=1)
 
     def positions(self, tokens: Tensor) -> CosSin | None:
         """Rotary tables for ``tokens`` (B, seq_len): shared (S, hd) for rope, per sample (B, S, hd) for rope2d."""

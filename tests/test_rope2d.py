@@ -98,3 +98,27 @@ def test_anchor_embedding_depends_on_the_offset_from_the_agent_only():
 def test_anchor_embedding_needs_a_grid():
     with pytest.raises(ValueError, match="anchor_embedding needs grid_shape"):
         HRMConfig(seq_len=ROWS * COLS, vocab_size=6, num_actions=4, anchor_embedding=True)
+
+
+def test_goal_embedding_gives_the_query_the_agents_offset_from_the_goal():
+    torch.manual_seed(2)
+    config = HRMConfig(
+        seq_len=ROWS * COLS, vocab_size=6, num_actions=4, hidden_size=16, num_heads=2, H_layers=1, L_layers=1,
+        pos_encodings="rope2d", grid_shape=(ROWS, COLS), rope_anchor_token=4, goal_token=5, goal_embedding=True,
+    )
+    model = HRMQNetwork(config)
+    cell = lambda r, c: r * COLS + c  # noqa: E731
+    tokens = torch.zeros(3, ROWS * COLS, dtype=torch.uint8)
+    tokens[0, cell(1, 1)], tokens[0, cell(2, 4)] = 4, 5  # goal 1 down 3 right of the agent
+    tokens[1, cell(2, 2)], tokens[1, cell(3, 5)] = 4, 5  # the same offset elsewhere
+    tokens[2, cell(2, 2)], tokens[2, cell(2, 5)] = 4, 5  # another offset
+    offsets = model.anchor_offsets(tokens, 5)
+    at = lambda r, c: 1 + cell(r, c)  # noqa: E731
+    assert offsets[0, 0] == offsets[0, at(1, 1)] == offsets[1, 0]  # query: the agent's offset from the goal
+    assert offsets[0, 0] != offsets[2, 0]
+    assert offsets[0, at(2, 4)] == offsets[2, at(2, 5)]  # the goal's own cell: offset (0, 0)
+    x = model.input_embeddings(tokens)
+    torch.testing.assert_close(x[0, 0], x[1, 0])
+    assert not torch.allclose(x[0, 0], x[2, 0])
+    with pytest.raises(ValueError, match="goal_embedding needs goal_token"):
+        HRMConfig(**{**config.model_dump(), "goal_token": None})
