@@ -53,11 +53,14 @@ class HRMConfig(BaseModel):
     row and half with its column, the query token placed on the cell of ``rope_anchor_token``
     (the agent), so that attention from where Q is read depends on offsets from the agent;
     ``learned``: a learned table."""
-    grid_shape: tuple[int, int] | None = Field(None, description="(rows, cols) of the token grid; needed by rope2d and anchor_embedding")
+    grid_shape: tuple[int, int] | None = Field(
+        None, description="(rows, cols) of the token grid; needed by rope2d and the anchor and goal embeddings"
+    )
     rope_anchor_token: int | None = Field(
         None,
         ge=0,
-        description="rope2d and anchor_embedding: the token id whose cell is the anchor, the agent (None: the grid's centre)",
+        description="rope2d and anchor_embedding: the token id whose cell is the anchor, the agent "
+        "(None: the grid's centre)",
     )
     anchor_embedding: bool = Field(
         False,
@@ -97,12 +100,13 @@ class HRMConfig(BaseModel):
                 )
             if self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len:
                 raise ValueError(f"pos_encodings='rope2d' needs grid_shape with rows * cols = seq_len ({self.seq_len})")
-        if self.anchor_embedding and (self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len):
+        grid_fits = self.grid_shape is not None and self.grid_shape[0] * self.grid_shape[1] == self.seq_len
+        if self.anchor_embedding and not grid_fits:
             raise ValueError(f"anchor_embedding needs grid_shape with rows * cols = seq_len ({self.seq_len})")
-        if self.goal_embedding and (
-            self.goal_token is None or self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len
-        ):
-            raise ValueError(f"goal_embedding needs goal_token and grid_shape with rows * cols = seq_len ({self.seq_len})")
+        if self.goal_embedding and (self.goal_token is None or not grid_fits):
+            raise ValueError(
+                f"goal_embedding needs goal_token and grid_shape with rows * cols = seq_len ({self.seq_len})"
+            )
         return self
 
     @property
