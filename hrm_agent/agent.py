@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from envs.tokens import AGENT, GOAL
 from hrm_agent import checkpoint
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
@@ -160,15 +159,7 @@ class HRMAgent:
         self.tokenizer = Tokenizer(self.observation_space, self.config.crop_border)
         try:
             self.model_config = HRMConfig(
-                **{
-                    "seq_len": self.tokenizer.seq_len,
-                    "vocab_size": self.tokenizer.vocab_size,
-                    "num_actions": int(self.action_space.n),
-                    "grid_shape": self.tokenizer.token_grid,
-                    "rope_anchor_token": AGENT,  # rope2d puts the query token on the agent's cell
-                    "goal_token": GOAL,
-                    **self.config.model,
-                }
+                **{**self.tokenizer.model_fields(), "num_actions": int(self.action_space.n), **self.config.model}
             )
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, prefix="model")) from None

@@ -9,8 +9,12 @@ flattens row by row.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gymnasium import spaces
+
+from envs.tokens import AGENT, GOAL
 
 
 class Tokenizer:
@@ -45,6 +49,17 @@ class Tokenizer:
         self.token_grid = (height - 2, width - 2) if crop_border else (height, width)
         self.seq_len = self.token_grid[0] * self.token_grid[1]
         self.vocab_size = int(np.max(observation_space.high)) + 1
+
+    def model_fields(self) -> dict[str, Any]:
+        """The ``HRMConfig`` fields that come from the observation: sequence length, vocabulary, the
+        token grid and the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings)."""
+        return {
+            "seq_len": self.seq_len,
+            "vocab_size": self.vocab_size,
+            "grid_shape": self.token_grid,
+            "rope_anchor_token": AGENT,
+            "goal_token": GOAL,
+        }
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """obs: ``(B, H, W)`` or ``(H, W)`` integer grid -> ``(B, seq_len)`` uint8 tokens."""

@@ -28,7 +28,6 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from envs.tokens import AGENT, NUM_TOKENS
 from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRMQNetwork
 
@@ -149,8 +148,7 @@ def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, in
         raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
     tokenizer = Tokenizer(env.observation_space, config.crop_border)
     env.close()
-    model = HRMConfig(**{"seq_len": tokenizer.seq_len, "vocab_size": NUM_TOKENS, "num_actions": NUM_ACTIONS,
-                         "grid_shape": tokenizer.token_grid, "rope_anchor_token": AGENT, **config.model})
+    model = HRMConfig(**{**tokenizer.model_fields(), "num_actions": NUM_ACTIONS, **config.model})
     return model, config.batch_size, config.deep_supervision
 
 
