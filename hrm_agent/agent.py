@@ -269,7 +269,8 @@ class HRMAgent:
             D = self.model_config.hidden_size
             latent_shape = None if not c.carry_z else (D,) if c.carry == "token" else (self.model_config.total_seq_len, D)
             latent_dtype = torch.bfloat16 if self.model_config.forward_dtype == "bfloat16" else torch.float16
-            self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len, latent_shape, latent_dtype)
+            self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len, latent_shape, latent_dtype,
+                                       goal_tokens=self.tokenizer.goal_tokens)
         if self.run_dir is not None and self._logger is None:
             self._logger = make_logger(self.run_dir)
             self._log_hparams()
@@ -384,7 +385,8 @@ class HRMAgent:
         assert self.replay is not None
         c = self.config
         for _ in range(gradient_steps):
-            batch = self.replay.sample(c.batch_size, self.rng, self.device, n_step=c.n_step, gamma=c.gamma)
+            batch = self.replay.sample(c.batch_size, self.rng, self.device, n_step=c.n_step, gamma=c.gamma,
+                                       her_ratio=c.her_ratio)
             for group in self.optimizer.param_groups:
                 group["lr"] = warmup_lr(c.learning_rate, c.lr_warmup_steps, self.n_updates)
             stats = dqn_update(

@@ -73,6 +73,10 @@ class AgentConfig(BaseModel):
     gamma: float = Field(0.95, gt=0, le=1)
     n_step: int = Field(1, ge=1)
     """n-step returns: bootstrap from the state ``n`` steps on, or the episode's end if sooner."""
+    her_ratio: float = Field(0.0, ge=0, lt=1)
+    """Hindsight experience replay: this fraction of each minibatch gets a goal the agent reached
+    later in the same episode ("future" goals; 0.8 is stable-baselines3's ``n_sampled_goal=4``).
+    See ``replay.py``. Needs ``n_step`` 1."""
     train_freq: int = Field(4, ge=1)
     gradient_steps: int = Field(1, ge=1)
     target_update: Literal["periodic", "every_update"] = "periodic"
@@ -105,6 +109,8 @@ class AgentConfig(BaseModel):
             raise ValueError(f"buffer_size ({self.buffer_size}) must be at least 2 * n_envs ({2 * self.n_envs})")
         if self.exploration_final_eps > self.exploration_initial_eps:
             raise ValueError("exploration_final_eps must not exceed exploration_initial_eps")
+        if self.her_ratio > 0 and self.n_step != 1:
+            raise ValueError(f"her_ratio > 0 needs n_step 1 (got n_step {self.n_step})")
         if self.target_update == "every_update" and self.tau >= 1.0:
             raise ValueError("target_update 'every_update' needs tau < 1 (tau 1 would copy the online net every step)")
         return self

@@ -20,6 +20,17 @@ With ``n_step > 1`` a sample is an n-step transition (as stable-baselines3's
 stored data does; ``next_obs``, ``terminated`` and ``z_next`` are those of the
 last step taken, and ``discounts`` is ``gamma^k`` for ``k`` steps taken.
 
+With ``her_ratio > 0`` (hindsight experience replay, Andrychowicz et al. 2017,
+the "future" strategy of stable-baselines3's ``HerReplayBuffer``) that fraction
+of the sampled transitions has its goal moved: the goal token of ``s_t`` and
+``s_{t+1}`` goes to a cell the agent stood on at a step from ``t + 1`` to the
+end of the same episode (as far as it is stored), the old goal's cell becomes
+floor, and the reward and ``terminated`` become those of that goal: 1 and
+terminal when ``s_{t+1}`` reaches it, else the stored reward (a step that
+reached the real goal ends its episode, so has no later cell, and keeps it). A cell that is not floor in ``s_t`` (a door, the agent's
+own cell) is not used; such samples keep their goal. The stored latents are
+not recomputed: a carried ``z`` was produced under the episode's real goal.
+
 Latents are kept in half precision (``float16``, or ``bfloat16`` when the model
 runs in bfloat16 so they are stored exactly).
 """
@@ -53,6 +64,14 @@ class ReplaySample(NamedTuple):
     discounts: torch.Tensor | None = None
 
 
+class GoalTokens(NamedTuple):
+    """Token ids hindsight relabelling reads and writes (``envs.tokens``)."""
+
+    agent: int
+    goal: int
+    floor: int
+
+
 class ReplayBuffer:
     """Circular buffer of ``buffer_size`` transitions over ``n_envs`` environments.
 
@@ -63,6 +82,7 @@ class ReplayBuffer:
         latent_shape: shape of each of ``z_H``/``z_L`` as carried, ``(S, D)`` or ``(D,)``; None stores
             no latents (reset z).
         latent_dtype: ``torch.float16`` or ``torch.bfloat16``.
+        goal_tokens: the agent's, goal's and floor's token ids, needed to sample with ``her_ratio > 0``.
     """
 
     def __init__(
@@ -72,7 +92,9 @@ class ReplayBuffer:
         seq_len: int,
         latent_shape: tuple[int, int] | None = None,
         latent_dtype: torch.dtype = torch.float16,
+        goal_tokens: GoalTokens | None = None,
     ) -> None:
+        self.goal_tokens = goal_tokens
         self.capacity = max(buffer_size // n_envs, 2)
         self.n_envs = n_envs
         shape = (self.capacity, n_envs)
@@ -131,8 +153,10 @@ class ReplayBuffer:
         device: torch.device | str = "cpu",
         n_step: int = 1,
         gamma: float = 1.0,
+        her_ratio: float = 0.0,
     ) -> ReplaySample:
-        """Uniformly sample ``batch_size`` transitions (with replacement), ``n_step``-step returns with ``gamma``."""
+        """Uniformly sample ``batch_size`` transitions (with replacement), ``n_step``-step returns with
+        ``gamma``, a fraction ``her_ratio`` of them with a hindsight goal (one-step samples only)."""
         if self.full:
             # skip the oldest row: its predecessor (which holds its z_init) was overwritten
             rows = (self.pos + 1 + rng.integers(0, self.capacity - 1, size=batch_size)) % self.capacity
@@ -142,6 +166,14 @@ class ReplayBuffer:
             rows = rng.integers(0, self.pos, size=batch_size)
         cols = rng.integers(0, self.n_envs, size=batch_size)
         last, returns, discounts = self._n_step(rows, cols, n_step, gamma)
+        obs, next_obs = self.obs[rows, cols], self.next_obs[last, cols]
+        terminated = self.terminated[last, cols]
+        if her_ratio > 0:
+            if n_step != 1:
+                raise ValueError("hindsight relabelling (her_ratio > 0) needs n_step 1")
+            obs, next_obs, returns, terminated = self._hindsight(
+                rows, cols, obs, next_obs, returns, terminated, rng.random(batch_size) < her_ratio, rng
+            )
 
         def tensor(a: np.ndarray, at: np.ndarray = rows) -> torch.Tensor:
             return torch.from_numpy(a[at, cols]).to(device)
@@ -152,16 +184,65 @@ class ReplayBuffer:
             z_next = self.z_out[last_t, cols_t].transpose(0, 1).to(device)
             z_init = self.z_out[(rows_t - 1) % self.capacity, cols_t].transpose(0, 1).to(device)
         return ReplaySample(
-            obs=tensor(self.obs),
+            obs=torch.from_numpy(obs).to(device),
             actions=tensor(self.actions).long(),
             rewards=torch.from_numpy(returns).to(device),
-            next_obs=tensor(self.next_obs, last),
-            terminated=tensor(self.terminated, last).float(),
+            next_obs=torch.from_numpy(next_obs).to(device),
+            terminated=torch.from_numpy(terminated).float().to(device),
             episode_start=tensor(self.episode_start),
             z_init=z_init,
             z_next=z_next,
             discounts=None if discounts is None else torch.from_numpy(discounts).to(device),
         )
+
+    def _episode_end(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The last stored row of the episode each ``(row, col)`` belongs to."""
+        end = rows.copy()
+        going = ~self.terminated[rows, cols]
+        while going.any():
+            following = (end + 1) % self.capacity
+            going &= (following != self.pos) & ~self.episode_start[following, cols]
+            end = np.where(going, following, end)
+        return end
+
+    def _hindsight(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        relabel: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Move the goal of the samples in ``relabel`` to a cell the agent reached later in the episode."""
+        if self.goal_tokens is None:
+            raise ValueError("hindsight relabelling needs the buffer's goal_tokens")
+        agent, goal, floor = self.goal_tokens
+        idx = np.flatnonzero(relabel)
+        if idx.size == 0:
+            return obs, next_obs, rewards, terminated
+        r, c = rows[idx], cols[idx]
+        span = (self._episode_end(r, c) - r) % self.capacity  # later rows of the episode: r + 1 .. r + span
+        future = (r + (rng.random(idx.size) * (span + 1)).astype(np.int64)) % self.capacity
+        cell = np.argmax(self.next_obs[future, c] == agent, axis=1)  # where the agent stood after that step
+        now, after = obs[idx], next_obs[idx]
+        k = np.arange(idx.size)
+        valid = (now[k, cell] == floor) & ((after[k, cell] == floor) | (after[k, cell] == agent))
+        idx, cell, now, after = idx[valid], cell[valid], now[valid], after[valid]
+        k = np.arange(idx.size)
+        reached = after[k, cell] == agent
+        now[now == goal] = floor
+        after[after == goal] = floor
+        now[k, cell] = goal
+        after[k, cell] = np.where(reached, agent, goal)
+        obs, next_obs = obs.copy(), next_obs.copy()
+        rewards, terminated = rewards.copy(), terminated.copy()
+        obs[idx], next_obs[idx] = now, after
+        rewards[idx] = np.where(reached, 1.0, rewards[idx])  # a terminal step has no later cell: never here
+        terminated[idx] = reached
+        return obs, next_obs, rewards, terminated
 
     def _n_step(
         self, rows: np.ndarray, cols: np.ndarray, n_step: int, gamma: float

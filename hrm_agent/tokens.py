@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.tokens import AGENT, GOAL
+from envs.tokens import AGENT, EMPTY, GOAL
+from hrm_agent.replay import GoalTokens
 
 
 class Tokenizer:
@@ -49,6 +50,11 @@ class Tokenizer:
         self.token_grid = (height - 2, width - 2) if crop_border else (height, width)
         self.seq_len = self.token_grid[0] * self.token_grid[1]
         self.vocab_size = int(np.max(observation_space.high)) + 1
+
+    @property
+    def goal_tokens(self) -> GoalTokens:
+        """The agent's, goal's and floor's ids, for hindsight goals in the replay buffer."""
+        return GoalTokens(agent=AGENT, goal=GOAL, floor=EMPTY)
 
     def model_fields(self) -> dict[str, Any]:
         """The ``HRMConfig`` fields that come from the observation: sequence length, vocabulary, the

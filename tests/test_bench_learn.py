@@ -189,3 +189,6 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
     assert fingerprint("DynamicMaze-v0", {"n_fixed_walls": 9}, config) != base
     assert fingerprint("DynamicMaze-v0", {}, {"gamma": 0.99}) != base
     assert fingerprint("FourRooms-v0", {}, config) != base
+    # a field added later, at the value that does what runs did before it, keeps older rows matching
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.0}) == base
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.8}) != base

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hrm_agent.agent import HRMAgent
-from hrm_agent.replay import ReplayBuffer
+from hrm_agent.replay import GoalTokens, ReplayBuffer
 
 from conftest import TINY_ENV, tiny_config
 
@@ -165,3 +165,104 @@ def test_n_step_never_runs_into_the_oldest_row_of_a_full_buffer():
     assert (last == 7).all()  # every sample runs to the newest step, never on into the overwritten row
     assert torch.equal(batch.rewards, torch.tensor([sum(s + 1 for s in range(t, 8)) for t in batch.obs[:, 0].tolist()],
                                                    dtype=torch.float32))
+
+
+# --- hindsight goals -------------------------------------------------------------------------
+
+FLOOR, DOOR, AGENT_ID, GOAL_ID = 0, 2, 4, 5
+
+
+def _corridor_obs(agent: int, goal: int, cells: int = 8, door: int | None = None) -> np.ndarray:
+    obs = np.full(cells, FLOOR, dtype=np.uint8)
+    if door is not None:
+        obs[door] = DOOR
+    obs[goal] = GOAL_ID
+    obs[agent] = AGENT_ID  # the agent hides whatever it stands on, as in the env
+    return obs
+
+
+def _corridor_buffer(paths: list[list[int]], goal: int, reached_goal: bool, door: int | None = None) -> ReplayBuffer:
+    """One env; each path is an episode's agent cells; the last episode reaches the goal if ``reached_goal``."""
+    steps = sum(len(p) - 1 for p in paths)
+    buffer = ReplayBuffer(steps + 5, 1, seq_len=8, goal_tokens=GoalTokens(AGENT_ID, GOAL_ID, FLOOR))
+    for e, path in enumerate(paths):
+        for t in range(len(path) - 1):
+            last = t == len(path) - 2
+            done = last and reached_goal and e == len(paths) - 1
+            buffer.add(_corridor_obs(path[t], goal, door=door)[None], _corridor_obs(path[t + 1], goal, door=door)[None],
+                       np.array([1]), np.array([1.0 if done else -0.01]), np.array([done]), np.array([t == 0]))
+    return buffer
+
+
+def test_hindsight_goals_are_cells_reached_later_in_the_same_episode():
+    paths = [[3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2]]  # a time-limited episode, then one that reaches the goal at 2
+    buffer = _corridor_buffer(paths, goal=2, reached_goal=True)
+    batch = buffer.sample(2_000, np.random.default_rng(0), her_ratio=0.5)
+    seen: set[tuple[int, int]] = set()
+    for i in range(2_000):
+        obs, next_obs = batch.obs[i].numpy(), batch.next_obs[i].numpy()
+        here, there = int(np.flatnonzero(obs == AGENT_ID)[0]), int(np.flatnonzero(next_obs == AGENT_ID)[0])
+        episode = next(p for p in paths if here in p[:-1] and p[p.index(here) + 1] == there)
+        goals = np.flatnonzero(obs == GOAL_ID)
+        assert len(goals) == 1  # exactly one goal: the old one is gone
+        goal = int(goals[0])
+        reached = there == goal
+        assert batch.terminated[i].item() == float(reached)
+        assert batch.rewards[i].item() == pytest.approx(1.0 if reached else -0.01)
+        assert (next_obs == GOAL_ID).sum() == (0 if reached else 1)
+        if goal != 2:  # relabelled: a cell the agent stood on after this step, in this episode
+            assert goal in episode[episode.index(here) + 1:]
+            seen.add((here, goal))
+    relabelled = sum(1 for i in range(2_000) if batch.obs[i, 2] != GOAL_ID)
+    # half are drawn; those of the second episode whose drawn cell is its goal keep it: 0.5 * 6.72 / 9
+    assert 0.33 < relabelled / 2_000 < 0.42
+    assert {(3, 4), (3, 7), (7, 3), (5, 3)} <= seen  # near and far goals both come up
+
+
+def test_hindsight_keeps_the_goal_of_a_step_that_reached_it():
+    buffer = _corridor_buffer([[5, 4, 3, 2]], goal=2, reached_goal=True)
+    batch = buffer.sample(500, np.random.default_rng(1), her_ratio=1.0)
+    final = batch.obs[:, 3] == AGENT_ID  # the step from cell 3 onto the goal at 2 has no later cell
+    assert final.any()
+    assert (batch.rewards[final] == 1.0).all() and (batch.terminated[final] == 1.0).all()
+    assert (batch.obs[final, 2] == GOAL_ID).all()
+    first = batch.obs[:, 5] == AGENT_ID  # from 5: goals at 4, 3 or 2 (the last one the real goal)
+    goal_at = batch.obs[first].eq(GOAL_ID).float().argmax(1)
+    assert set(goal_at.tolist()) == {2, 3, 4}
+    onto = goal_at == 4
+    assert (batch.rewards[first][onto] == 1.0).all() and (batch.terminated[first][onto] == 1.0).all()
+    assert (batch.terminated[first][~onto] == 0.0).all()
+
+
+def test_hindsight_never_puts_the_goal_on_a_door_or_the_agents_cell():
+    buffer = _corridor_buffer([[0, 1, 2, 1, 0, 1]], goal=6, reached_goal=False, door=1)  # back and forth through a door
+    batch = buffer.sample(500, np.random.default_rng(2), her_ratio=1.0)
+    goal_at = batch.obs.eq(GOAL_ID).float().argmax(1)
+    agent_at = batch.obs.eq(AGENT_ID).float().argmax(1)
+    assert set(goal_at.tolist()) == {0, 2, 6}  # floor the agent reached later, or the real goal: never the door
+    assert (goal_at != agent_at).all()
+
+
+def test_hindsight_needs_one_step_samples_and_goal_tokens():
+    buffer = _corridor_buffer([[0, 1, 2]], goal=6, reached_goal=False)
+    with pytest.raises(ValueError, match="n_step 1"):
+        buffer.sample(4, np.random.default_rng(0), n_step=3, her_ratio=0.5)
+    plain = ReplayBuffer(10, 1, seq_len=8)
+    plain.add(_corridor_obs(0, 6)[None], _corridor_obs(1, 6)[None], np.array([1]), np.array([0.0]),
+              np.array([False]), np.array([True]))
+    with pytest.raises(ValueError, match="goal_tokens"):
+        plain.sample(4, np.random.default_rng(0), her_ratio=1.0)
+    with pytest.raises(ValueError, match="n_step 1"):
+        HRMAgent("DynamicMaze-v0", tiny_config(her_ratio=0.5, n_step=2), env_kwargs=TINY_ENV)
+
+
+def test_agent_trains_on_hindsight_goals_of_its_own_episodes():
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(her_ratio=0.8), env_kwargs=TINY_ENV, seed=0)
+    agent.learn(200)
+    batch = agent.replay.sample(512, np.random.default_rng(0), her_ratio=0.8)
+    real = agent.replay.sample(512, np.random.default_rng(0))  # the same transitions, real goals
+    assert torch.equal(batch.actions, real.actions)
+    assert (batch.obs.eq(GOAL_ID).sum(1) == 1).all()  # one goal in every observation, relabelled or not
+    moved = (batch.obs != real.obs).any(1).float().mean().item()
+    assert 0.1 < moved <= 0.8  # less than 0.8: a drawn cell that is the agent's own or a door is not used
+    assert batch.terminated.sum() > 2 * real.terminated.sum()  # goals reached in hindsight

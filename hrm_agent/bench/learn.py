@@ -144,6 +144,11 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
     return resolved
 
 
+# Config fields added after results were recorded, with the value that does what runs did before
+# them: left out of the fingerprint at that value, so older rows still match.
+FINGERPRINT_OFF = {"her_ratio": 0.0}
+
+
 def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[str, Any]) -> str:
     """Short hash of everything a run's outcome depends on besides seed and budget: the env's
     parameters with their current defaults and the learner's resolved config. A row recorded under
@@ -159,6 +164,8 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
         entry = getattr(__import__(module, fromlist=[name]), name)
     params = {p.name: p.default for p in inspect.signature(entry).parameters.values()
               if p.default is not inspect.Parameter.empty}
+    learner_config = {k: v for k, v in learner_config.items()
+                      if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
     text = json.dumps({"env": env_id, "env_params": {**params, **env_kwargs}, "learner": learner_config},
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
