@@ -13,6 +13,11 @@ budget and settings, and writes per env:
   the standard error over its evaluation episodes), env steps to first reach
   90 % greedy success, training wall-clock, and the command that produces it;
 - ``analysis/results/ablation_{env}.csv``: the same numbers, one row per arm.
+
+A row's settings are over the package defaults of its day (its ``defaults``
+fingerprint). Rows recorded before the learning levers became defaults get, in
+their command, the settings that give the same run today (``PREVIOUS_DEFAULTS``),
+checked against that fingerprint.
 """
 
 from __future__ import annotations
@@ -33,6 +38,32 @@ FIELDS = [
 ]
 
 
+# The defaults before rope2d, the goal embedding and hindsight goals became defaults.
+PREVIOUS_DEFAULTS = ["model.pos_encodings=rope", "model.goal_embedding=false", "her_ratio=0.0"]
+
+
+def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recorded: str) -> tuple[str, bool]:
+    """``--set`` items (space-separated) that give a row recorded under fingerprint ``recorded`` with
+    today's defaults, and whether that fingerprint confirms it. Rows that do not run as recorded get
+    the previous defaults spelled out; rows from versions with fewer config fields match no
+    fingerprint today (False) though their settings are the same."""
+    from hrm_agent.bench.learn import BenchError, check_settings, fingerprint
+    from hrm_agent.runs import parse_env_kwargs
+
+    kwargs = parse_env_kwargs(env_kwargs.split())
+    items = settings.split()
+    keys = {item.split("=", 1)[0] for item in items}
+    previous = items + [d for d in PREVIOUS_DEFAULTS if d.split("=", 1)[0] not in keys]
+    for candidate in (items, previous):
+        try:
+            resolved = check_settings(env, [learner], {learner: candidate})[learner]
+        except BenchError:  # not a valid config under today's defaults (e.g. n_step with hindsight goals)
+            continue
+        if fingerprint(env, kwargs, resolved) == recorded:
+            return " ".join(candidate), True
+    return " ".join(previous), False
+
+
 def command(env: str, arm: str, learner: str, budget: str, n_seeds: int, settings: str, env_kwargs: str) -> str:
     parts = [f"python -m hrm_agent.bench learn --env {env} --seeds {n_seeds} --budget {budget}",
              f"--learners {learner} --results analysis/results/ablation/{arm}.csv"]
@@ -43,6 +74,8 @@ def command(env: str, arm: str, learner: str, budget: str, n_seeds: int, setting
 
 def summarise(arm: str, rows: list[dict[str, str]]) -> dict[str, str]:
     first = rows[0]
+    today, confirmed = settings_today(first["env"], first["variant"], first["settings"], first["env_kwargs"],
+                           first.get("defaults", ""))
     success = [x for r in rows if (x := number(r["final_success"])) is not None]
     efficiency = [x for r in rows if (x := number(r["path_efficiency"])) is not None]
     if len(success) == 1:  # one seed: the evaluation episodes' standard error
@@ -59,8 +92,8 @@ def summarise(arm: str, rows: list[dict[str, str]]) -> dict[str, str]:
         "steps_to_90": f"{len(reached)}/{len(rows)}; median {reached[len(reached) // 2]:,}" if reached
         else f"not reached (0/{len(rows)})",
         "wall_clock_min": format_mean_se(minutes, digits=1) if minutes else "–",
-        "command": command(first["env"], arm, first["variant"], first["budget"], len(rows), first["settings"],
-                           first["env_kwargs"]),
+        "command": command(first["env"], arm, first["variant"], first["budget"], len(rows), today, first["env_kwargs"]),
+        "confirmed": confirmed,
     }
 
 
@@ -69,7 +102,7 @@ def main() -> int:
     for path in sorted(ARMS.glob("*.csv")):
         with path.open(newline="") as f:
             for r in csv.DictReader(f):
-                key = (r["env"], path.stem, r["variant"], r["budget"], r["settings"], r["env_kwargs"])
+                key = (r["env"], path.stem, r["variant"], r["budget"], r["settings"], r["env_kwargs"], r.get("defaults", ""))
                 groups[key].append(r)
     if not groups:
         print(f"error: no results in {ARMS}", file=sys.stderr)
@@ -79,13 +112,15 @@ def main() -> int:
         by_env[key[0]].append(summarise(key[1], rows))
     for env, arms in by_env.items():
         arms.sort(key=lambda a: (a["budget"], a["arm"] != "default", a["arm"]))
-        write_csv(RESULTS / f"ablation_{env}.csv", FIELDS, arms)
+        write_csv(RESULTS / f"ablation_{env}.csv", FIELDS, [{k: a[k] for k in FIELDS} for a in arms])
         lines = [
             f"# Learning ablation on {env}",
             "",
             "Greedy success on 256 held-out evaluation episodes (seeded 1,000,000 + seed + i) at the end of",
             "each run; one thread per run, two runs side by side on a 2-core CPU. Rows come from",
             "`analysis/results/ablation/{arm}.csv`; `python analysis/ablation_table.py` rewrites this file.",
+            "Settings are over the defaults of the day the arm ran; each command below gives the same run",
+            "with today's defaults (it spells out the earlier defaults where they differ).",
             "",
             "| arm | learner | settings over the defaults | budget | seeds | greedy success | path efficiency "
             "| steps to 90 % | wall-clock (min) |",
@@ -96,7 +131,9 @@ def main() -> int:
             lines.append(f"| {a['arm']} | {a['learner']} | {settings} | {int(a['budget']):,} | {a['seeds']} "
                          f"| {a['final_success']} | {a['path_efficiency']} | {a['steps_to_90']} "
                          f"| {a['wall_clock_min']} |")
-        lines += ["", "Commands:", ""] + [f"- {a['arm']}: `{a['command']}`" for a in arms]
+        lines += ["", "Commands (* recorded by a package version whose configs had fewer fields, so its",
+                  "fingerprint cannot confirm the command; the settings are the same):", ""]
+        lines += [f"- {a['arm']}{'' if a['confirmed'] else ' *'}: `{a['command']}`" for a in arms]
         out = RESULTS / f"ablation_{env}.md"
         text = ("\n".join(lines) + "\n").encode()
         atomic_write(out, lambda f: f.write(text))

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="replay batch of the DQN update (default: the env's training default)")
     parser.add_argument("--seq-len", type=int, default=None,
-                        help="observation tokens (default: the env's, e.g. 81 for the 9x9 interior of the 11x11 maze)")
+                        help="observation tokens, as a one-row grid (default: the env's, e.g. 99 for the 9x11 interior of the maze)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "both"), default="both",
                         help="forward dtype of the model (default both)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats, the median is reported (default 10)")
@@ -155,8 +155,9 @@ def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, in
 def run(args: argparse.Namespace) -> int:
     base, default_batch, deep_supervision = default_setup(args.env, args.preset)
     args.batch_size = default_batch if args.batch_size is None else args.batch_size
-    if args.seq_len is not None:
-        base = base.model_copy(update={"seq_len": args.seq_len})
+    if args.seq_len is not None:  # the grid-based encodings then see a one-row grid of that length
+        grid = None if base.grid_shape is None else (1, args.seq_len)
+        base = HRMConfig(**{**base.model_dump(), "seq_len": args.seq_len, "grid_shape": grid})
     if min(args.batch_size, base.seq_len, args.repeats, args.peak_size) < 1 or args.warmup < 0:
         raise SystemExit("--batch-size, --seq-len, --repeats and --peak-size must be >= 1, --warmup >= 0")
     if args.threads is not None:
