@@ -27,9 +27,10 @@ of the sampled transitions has its goal moved: the goal token of ``s_t`` and
 end of the same episode (as far as it is stored), the old goal's cell becomes
 floor, and the reward and ``terminated`` become those of that goal: 1 and
 terminal when ``s_{t+1}`` reaches it, else the stored reward (a step that
-reached the real goal ends its episode, so has no later cell, and keeps it). A cell that is not floor in ``s_t`` (a door, the agent's
-own cell) is not used; such samples keep their goal. The stored latents are
-not recomputed: a carried ``z`` was produced under the episode's real goal.
+reached the real goal ends its episode, so has no later cell, and keeps its
+goal). A cell that is not floor in ``s_t`` (a door, the agent's own cell) is
+not used; such samples keep their goal. The stored latents are not
+recomputed: a carried ``z`` was produced under the episode's real goal.
 
 Latents are kept in half precision (``float16``, or ``bfloat16`` when the model
 runs in bfloat16 so they are stored exactly).
@@ -237,9 +238,7 @@ class ReplayBuffer:
         after[after == goal] = floor
         now[k, cell] = goal
         after[k, cell] = np.where(reached, agent, goal)
-        obs, next_obs = obs.copy(), next_obs.copy()
-        rewards, terminated = rewards.copy(), terminated.copy()
-        obs[idx], next_obs[idx] = now, after
+        obs[idx], next_obs[idx] = now, after  # all four arrays are this sample's own copies
         rewards[idx] = np.where(reached, 1.0, rewards[idx])  # a terminal step has no later cell: never here
         terminated[idx] = reached
         return obs, next_obs, rewards, terminated
