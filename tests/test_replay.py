@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from envs.tokens import AGENT, DOOR_OPEN, EMPTY, GOAL
 from hrm_agent.agent import HRMAgent
 from hrm_agent.replay import GoalTokens, ReplayBuffer
 
@@ -169,7 +170,7 @@ def test_n_step_never_runs_into_the_oldest_row_of_a_full_buffer():
 
 # --- hindsight goals -------------------------------------------------------------------------
 
-FLOOR, DOOR, AGENT_ID, GOAL_ID = 0, 2, 4, 5
+FLOOR, DOOR, AGENT_ID, GOAL_ID = EMPTY, DOOR_OPEN, AGENT, GOAL
 
 
 def _corridor_obs(agent: int, goal: int, cells: int = 8, door: int | None = None) -> np.ndarray:
