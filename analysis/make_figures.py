@@ -5,8 +5,12 @@
 Learning curves come from every run's TensorBoard event files; the runs that
 hold a ``latents.npz`` (``python -m hrm_agent.evaluate RUN_DIR --save-latents``)
 feed the convergence and divergence figures, which are skipped, with a note,
-when none does. Writes to --out: ``learning_curves``, ``convergence`` and
-``divergence``, each as ``.png``, ``.svg`` and ``.csv`` (the plotted numbers).
+when none does. Writes to --out: ``learning_curves``, ``convergence`` (steps
+split by whether the change touched the shortest path, the authors' protocol),
+``convergence_any-change`` (split by any change), ``convergence_query`` and
+``divergence_query`` (the authors' measure, the query token's squared
+distance) and ``divergence``, each as ``.png``, ``.svg`` and ``.csv`` (the
+plotted numbers).
 The single figures: ``analysis/learning_curves.py``, ``convergence.py``,
 ``divergence.py``.
 """
@@ -34,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         with_latents = [run for run in runs if (run / DEFAULT_NAME).is_file()]
         sets = analysis.load_latents(with_latents)
         paths = analysis.write_learning_curves(runs, args.out)
+        # the authors' split (a change that touched the shortest path) where every recording has it
+        split = "path" if all(s.path_changed is not None for s in sets) else "any"
         if sets:
-            paths += analysis.write_convergence(sets, args.out)
+            paths += analysis.write_convergence(sets, args.out, split=split)
+            if split == "path":
+                paths += analysis.write_convergence(sets, args.out, split="any")
+            paths += analysis.write_convergence(sets, args.out, split=split, measure="query")
             paths += analysis.write_divergence(sets, args.out)
+            paths += analysis.write_divergence(sets, args.out, measure="query")
     except (analysis.AnalysisError, LatentsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -45,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
               "(record latents with: python -m hrm_agent.evaluate RUN_DIR --save-latents)")
     else:
         print(f"latents from {len(sets)} of {len(runs)} runs: {', '.join(run.name for run in with_latents)}")
+        if split == "any":
+            print("note: a recording has no path_changed (an older version): convergence split by any change")
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 

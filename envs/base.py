@@ -76,6 +76,7 @@ from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN, EMPTY, GOAL, NUM_TOKENS, 
 
 OBS_MODES = ("full", "minigrid")
 RENDER_MODES = ("human", "rgb_array")
+INTERVENTIONS = ("goal", "door")
 
 # minigrid's agent_dir (0 right, 1 down, 2 left, 3 up) for each of our actions,
 # so rendering points the agent the way it last moved.
@@ -88,6 +89,13 @@ DOOR_COLOR = "yellow"
 # The MiniGridEnv keywords that make sense here (grid size, max_steps,
 # render_mode and the mission are set by the envs themselves).
 MINIGRID_KWARGS = ("tile_size", "agent_view_size", "see_through_walls", "highlight", "screen_size", "agent_pov")
+
+
+def static_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """DynamicMaze-v0/FourRooms-v0 keywords ``kwargs`` with the walls and doors held still: the
+    probability of the env's changes set to 0 (``toggle_prob`` with the maze's ``dynamics="toggle"``,
+    else ``change_prob``)."""
+    return {**kwargs, ("toggle_prob" if kwargs.get("dynamics") == "toggle" else "change_prob"): 0.0}
 
 
 # --- argument validation (ValueError naming the parameter and allowed range) ---
@@ -385,6 +393,77 @@ class DynamicGridEnv(MiniGridEnv):
         from_agent = bfs_distances(before, self.agent_pos)
         on_path = (from_agent >= 0) & (dist_before >= 0) & (from_agent + dist_before == dist_before[y, x])
         return bool(np.any(on_path & (before != self._tokens)))
+
+    # --- interventions: the re-planning test (python -m hrm_agent.evaluate --intervention) ---
+
+    def intervene(self, kind: str) -> bool:
+        """Change the grid under the agent between two steps, so that its current plan no longer holds.
+
+        ``"goal"``: move the goal to a random empty cell the agent can reach that lies on none of its
+        shortest paths to the old goal. ``"door"``: close a door on a cell of the agent's shortest path
+        whose closing makes the goal farther but still reachable: the nearest such doorway (a cell between
+        two walls, like the maze's gaps and the four rooms' doorways), else the nearest such cell. The
+        door stays closed: it is not one of the dynamic doors (evaluate with ``change_prob=0`` so that
+        nothing else moves). Randomness comes from ``self.np_random``. Returns False, changing nothing,
+        where no cell qualifies (e.g. the agent is next to the goal). The next observation is
+        :meth:`gen_obs`; ``info`` of later steps describes the new grid.
+        """
+        check_choice("intervention", kind, INTERVENTIONS)
+        return self._move_goal() if kind == "goal" else self._close_path()
+
+    def shortest_path_cells(self) -> np.ndarray:
+        """(H, W) bool: the cells on some shortest path from the agent to the goal, both included
+        (all False when the goal is cut off)."""
+        x, y = self.agent_pos
+        dist = self.distances()
+        if dist[y, x] < 0:
+            return np.zeros(dist.shape, dtype=bool)
+        from_agent = bfs_distances(self._tokens, self.agent_pos)
+        return (from_agent >= 0) & (dist >= 0) & (from_agent + dist == dist[y, x])
+
+    def _move_goal(self) -> bool:
+        x, y = self.agent_pos
+        free = (self._tokens == EMPTY) & (bfs_distances(self._tokens, self.agent_pos) >= 0)
+        free &= ~self.shortest_path_cells()
+        free[y, x] = False
+        ys, xs = np.nonzero(free)
+        if not len(xs):
+            return False
+        i = int(self.np_random.integers(len(xs)))
+        old_x, old_y = self.goal_pos
+        self._tokens[old_y, old_x] = EMPTY
+        self.grid.set(old_x, old_y, None)
+        self.goal_pos = (int(xs[i]), int(ys[i]))
+        self._tokens[self.goal_pos[1], self.goal_pos[0]] = GOAL
+        self.put_obj(Goal(), *self.goal_pos)
+        self._dist = None
+        return True
+
+    def _close_path(self) -> bool:
+        x, y = self.agent_pos
+        before = int(self.distances()[y, x])
+        if before < 2:  # no cell between the agent and the goal (or no path)
+            return False
+        on_path = self.shortest_path_cells() & (self._tokens == EMPTY)
+        on_path[y, x] = False
+        from_agent = bfs_distances(self._tokens, self.agent_pos)
+        tokens = self._tokens
+
+        def doorway(cx: int, cy: int) -> bool:
+            return (not _PASSABLE[tokens[cy, cx - 1]] and not _PASSABLE[tokens[cy, cx + 1]]) or (
+                not _PASSABLE[tokens[cy - 1, cx]] and not _PASSABLE[tokens[cy + 1, cx]])
+
+        cells = sorted((not doorway(cx, cy), int(from_agent[cy, cx]), cx, cy)
+                       for cy, cx in zip(*np.nonzero(on_path)))
+        for _, _, cx, cy in cells:
+            tokens[cy, cx] = DOOR_CLOSED
+            after = int(bfs_distances(tokens, self.goal_pos)[y, x])
+            if after > before:
+                self.grid.set(cx, cy, Door(DOOR_COLOR, is_open=False))
+                self._dist = None
+                return True
+            tokens[cy, cx] = EMPTY
+        return False
 
     def gen_obs(self) -> Any:
         """The observation: (H, W) uint8 tokens in ``"full"`` mode, minigrid's dict otherwise."""

@@ -7,15 +7,25 @@ directory's ``config.yaml`` and TensorBoard event files. The commands in
 wrappers around the ``write_*`` functions and tables here.
 
 Notation: ``z^i`` is the state after recurrent iteration ``i`` of a forward
-pass (``z^0`` the state it started from, ``z^{NT}`` the final one); MSE is the
-mean over all positions and hidden units of the squared difference.
+pass (``z^0`` the state it started from, ``z^{NT}`` the final one). Two
+distances ``d`` (``measure``): ``"mse"``, the mean over all positions and hidden
+units of the squared difference; ``"query"``, the HRM-Agent authors' measure:
+the squared difference of the query-position vector (where Q is read and what
+``carry: token`` carries; their last token) summed over the hidden units.
 
-- **Convergence**: ``MSE(z^i, z^{NT})`` against ``i = 0 .. NT`` for ``z_H`` and
+- **Convergence**: ``d(z^i, z^{NT})`` against ``i = 0 .. NT`` for ``z_H`` and
   ``z_L``, in four conditions: variant (carry/reset) x whether the environment
-  changed in the step that produced the observation. Each episode's first step
-  is left out by default: both variants start it from the initial state.
-- **Divergence**: ``MSE(z^{NT}_{step 1}, z^{NT}_{step t})`` against the step
+  changed in the step that produced the observation. ``split="path"`` (the
+  authors' protocol) counts a change only where it touched the agent's shortest
+  path (``path_changed``); ``split="any"`` counts every change of a wall or
+  door. Each episode's first step is left out by default: both variants start
+  it from the initial state.
+- **Divergence**: ``d(z^{NT}_{step 1}, z^{NT}_{step t})`` against the step
   ``t = 1, 2, ...`` of an episode, carry vs reset.
+- **Settling** (the re-planning test, ``python -m hrm_agent.evaluate RUN
+  --intervention goal|door``): the first iteration from which ``d(z^i, z^{NT})``
+  stays within 10 % of ``d(init, z^{NT})``, at the step that first sees the
+  intervention and at the other steps.
 - **Learning curves**: ``eval/success_rate`` (greedy evaluation) and
   ``rollout/success_rate`` (last 100 training episodes) against env steps.
 
@@ -50,8 +60,12 @@ VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green
 def variant_label(variant: str) -> str:
     """Legend text: ``carry z``/``reset z`` for the HRM variants, the algorithm name for baselines."""
     return f"{variant} z" if variant in ("carry", "reset") else variant
-CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs"]
-DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs"]
+CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs", "split",
+                      "measure"]
+DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs", "measure"]
+MEASURES = ("mse", "query")  # see the module docstring
+SETTLE_TOLERANCE = 0.1  # settling_iterations: within 10 % of the distance from the initial state
+SPLITS = ("path", "any")
 LEARNING_FIELDS = ["run", "env", "variant", "seed", "tag", "step", "value"]
 _CHUNK = 256  # steps per block when reducing latents (bounds float32 temporaries)
 
@@ -108,18 +122,93 @@ def mse_to_final(states: np.ndarray) -> np.ndarray:
     return out
 
 
-def convergence_curves(latents: Latents, level: str) -> np.ndarray:
-    """(n, NT+1): ``MSE(z^i, z^{NT})`` for ``i = 0 .. NT`` at every recorded step (``z^0``: the start state)."""
+def _check_measure(measure: str) -> None:
+    if measure not in MEASURES:
+        raise AnalysisError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+
+
+def distance(a: np.ndarray, b: np.ndarray, measure: str = "mse") -> np.ndarray:
+    """Row-wise distance of states ``a``, ``b`` (n, P, D): :func:`mse`, or with ``"query"`` the squared
+    difference of the query-position vectors (position 0) summed over the hidden units -> (n,) float64."""
+    _check_measure(measure)
+    if measure == "mse":
+        return mse(a, b)
+    return mse(np.asarray(a)[:, 0], np.asarray(b)[:, 0]) * np.shape(a)[-1]
+
+
+def distance_to_final(states: np.ndarray, measure: str = "mse") -> np.ndarray:
+    """``states`` (n, I, P, D) -> (n, I): ``distance(states[:, i], states[:, -1])``; the last column is 0."""
+    _check_measure(measure)
+    if measure == "mse":
+        return mse_to_final(states)
+    return mse_to_final(np.asarray(states)[:, :, 0]) * np.shape(states)[-1]
+
+
+def convergence_curves(latents: Latents, level: str, measure: str = "mse") -> np.ndarray:
+    """(n, NT+1): ``d(z^i, z^{NT})`` for ``i = 0 .. NT`` at every recorded step (``z^0``: the start state)."""
     z = getattr(latents, level)
-    start = mse(latents.initial_state(level), z[:, -1])
-    return np.concatenate([start[:, None], mse_to_final(z)], axis=1)
+    start = distance(latents.initial_state(level), z[:, -1], measure)
+    return np.concatenate([start[:, None], distance_to_final(z, measure)], axis=1)
 
 
-def divergence_curves(latents: Latents, level: str) -> np.ndarray:
-    """(n,): ``MSE(z^{NT}`` of its episode's first step, ``z^{NT}`` of this step``)``; 0 on first steps."""
+def divergence_curves(latents: Latents, level: str, measure: str = "mse") -> np.ndarray:
+    """(n,): ``d(z^{NT}`` of its episode's first step, ``z^{NT}`` of this step``)``; 0 on first steps."""
     final = getattr(latents, level)[:, -1]
     first_row = np.cumsum(latents.episode_length) - latents.episode_length
-    return mse(final[first_row[latents.episode]], final)
+    return distance(final[first_row[latents.episode]], final, measure)
+
+
+def changed_steps(latents: Latents, split: str = "path") -> np.ndarray:
+    """(n,) bool: the steps counted as "environment changed": the change touched the agent's shortest
+    path (``split="path"``, needs a recording with ``path_changed``) or any wall or door changed (``"any"``)."""
+    if split not in SPLITS:
+        raise AnalysisError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "any":
+        return latents.changed
+    if latents.path_changed is None:
+        raise AnalysisError(f"a recording of {latents.metadata.get('source', 'this run')} has no path_changed "
+                            "(recorded by an older version): split by any change instead (--split any)")
+    return latents.path_changed
+
+
+def settling_iterations(latents: Latents, level: str, tol: float = SETTLE_TOLERANCE,
+                        measure: str = "mse") -> np.ndarray:
+    """(n,) int: for each step, the first iteration ``i`` (``0 .. M*N*T``) from which on the state stays
+    within ``tol * d(init, z^{NT})`` of its final state ``z^{NT}``, ``init`` being the fixed initial state:
+    the iterations the latent took to settle. One yardstick for both variants, the distance a forward
+    pass from the initial state has to cover: 0 means the step started settled (carry z may), a reset-z
+    step needs the iterations that cover all but ``tol`` of it."""
+    curves = convergence_curves(latents, level, measure)
+    final = getattr(latents, level)[:, -1]
+    init = (latents.H_init if level == "z_H" else latents.L_init).astype(final.dtype)
+    scale = distance(np.broadcast_to(init, final.shape), final, measure)
+    within = curves <= tol * scale[:, None]
+    settled_from = np.flip(np.logical_and.accumulate(np.flip(within, axis=1), axis=1), axis=1)
+    return curves.shape[1] - settled_from.sum(axis=1)
+
+
+def settling_table(sets: Sequence[Latents], tol: float = SETTLE_TOLERANCE,
+                   measure: str = "mse") -> list[dict[str, Any]]:
+    """Rows ``level, variant, steps, mean, ci_low, ci_high, n, runs``: :func:`settling_iterations` at the
+    steps that first saw an intervention (``steps="intervention"``, recordings of ``evaluate
+    --intervention``) and at every other step but an episode's first (``"other"``)."""
+    _check_compatible(sets)
+    rows = []
+    for level in LEVELS:
+        for variant in sorted({s.variant for s in sets}):
+            group = [s for s in sets if s.variant == variant]
+            values, first_seen = [], []
+            for s in group:
+                values.append(settling_iterations(s, level, tol, measure))
+                steps = s.intervention_step if s.intervention_step is not None else np.full(s.n_episodes, -1)
+                first_seen.append((steps[s.episode] >= 0) & (s.step == steps[s.episode]))
+            values, first_seen = np.concatenate(values), np.concatenate(first_seen)
+            later = np.concatenate([s.step > 0 for s in group]) & ~first_seen
+            for name, keep in (("intervention", first_seen), ("other", later)):
+                mean, low, high, n = mean_ci(values[keep].astype(float))
+                rows.append({"level": level, "variant": variant, "steps": name, "mean": float(mean),
+                             "ci_low": float(low), "ci_high": float(high), "n": n, "runs": len(group)})
+    return rows
 
 
 def mean_ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -175,39 +264,45 @@ def _check_compatible(sets: Sequence[Latents]) -> None:
                             "analyse them separately")
 
 
-def convergence_table(sets: Sequence[Latents], include_first_step: bool = False) -> list[dict[str, Any]]:
-    """Rows ``level, variant, changed, iteration, mean, ci_low, ci_high, n, runs`` pooling all steps
-    of all recordings of a variant (each episode's first step left out unless ``include_first_step``)."""
+def convergence_table(
+    sets: Sequence[Latents], include_first_step: bool = False, split: str = "path", measure: str = "mse"
+) -> list[dict[str, Any]]:
+    """Rows ``level, variant, changed, iteration, mean, ci_low, ci_high, n, runs, split, measure`` pooling
+    all steps of all recordings of a variant (each episode's first step left out unless
+    ``include_first_step``); ``changed`` as :func:`changed_steps` gives it for ``split``."""
     _check_compatible(sets)
+    flags = [changed_steps(s, split) for s in sets]
     rows = []
     for level in LEVELS:
         for variant in sorted({s.variant for s in sets}):
-            group = [s for s in sets if s.variant == variant]
-            curves = [convergence_curves(s, level) for s in group]
+            group = [(s, f) for s, f in zip(sets, flags) if s.variant == variant]
+            curves = [convergence_curves(s, level, measure) for s, _ in group]
             for changed in (False, True):
-                keep = [(s.changed == changed) & (include_first_step | (s.step > 0)) for s in group]
+                keep = [(f == changed) & (include_first_step | (s.step > 0)) for s, f in group]
                 picked = [c[k] for c, k in zip(curves, keep)]
                 mean, low, high, n = mean_ci(np.concatenate(picked))
-                for i in range(group[0].iterations + 1):
+                for i in range(group[0][0].iterations + 1):
                     rows.append({"level": level, "variant": variant, "changed": changed, "iteration": i,
-                                 "mean": mean[i], "ci_low": low[i], "ci_high": high[i], "n": n, "runs": len(group)})
+                                 "mean": mean[i], "ci_low": low[i], "ci_high": high[i], "n": n, "runs": len(group),
+                                 "split": split, "measure": measure})
     return rows
 
 
-def divergence_table(sets: Sequence[Latents]) -> list[dict[str, Any]]:
-    """Rows ``level, variant, step, mean, ci_low, ci_high, n, runs``; ``step`` counts from 1; ``n`` is
-    the number of episodes that lasted that long."""
+def divergence_table(sets: Sequence[Latents], measure: str = "mse") -> list[dict[str, Any]]:
+    """Rows ``level, variant, step, mean, ci_low, ci_high, n, runs, measure``; ``step`` counts from 1;
+    ``n`` is the number of episodes that lasted that long."""
     _check_compatible(sets)
     rows = []
     for level in LEVELS:
         for variant in sorted({s.variant for s in sets}):
             group = [s for s in sets if s.variant == variant]
-            values = np.concatenate([divergence_curves(s, level) for s in group])
+            values = np.concatenate([divergence_curves(s, level, measure) for s in group])
             steps = np.concatenate([s.step for s in group])
             for t in range(int(steps.max(initial=-1)) + 1):
                 mean, low, high, n = mean_ci(values[steps == t])
                 rows.append({"level": level, "variant": variant, "step": t + 1, "mean": float(mean),
-                             "ci_low": float(low), "ci_high": float(high), "n": n, "runs": len(group)})
+                             "ci_low": float(low), "ci_high": float(high), "n": n, "runs": len(group),
+                             "measure": measure})
     return rows
 
 
@@ -294,9 +389,17 @@ def describe(sets: Sequence[Latents]) -> str:
     return f"{envs} ({', '.join(counts)})"
 
 
+def _measure_label(rows: list[dict[str, Any]], a: str, b: str) -> str:
+    """The y-axis label of a distance between ``a`` and ``b`` in ``rows``' measure."""
+    if rows and rows[0].get("measure") == "query":
+        return f"squared distance, query token ({a}, {b})"
+    return f"MSE({a}, {b})"
+
+
 def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int | None = None) -> Any:
     """One panel per level; a line per variant x changed with its 95 % band. Returns the Figure."""
     fig, axes = _figure(len(LEVELS))
+    what = "path changed" if rows and rows[0].get("split") == "path" else "changed"
     for ax, level in zip(axes[0], LEVELS):
         series: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -306,7 +409,7 @@ def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int 
             i = [p["iteration"] for p in points]
             ax.plot(i, [p["mean"] for p in points], color=VARIANT_COLOURS.get(variant, "grey"),
                     linestyle="--" if changed else "-", marker="o", markersize=3,
-                    label=f"{variant} z, {'changed' if changed else 'unchanged'} (n={points[0]['n']})")
+                    label=f"{variant} z, {what if changed else 'un' + what} (n={points[0]['n']})")
             ax.fill_between(i, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
                             color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
         if L_cycles:  # z_H changes only at the end of each H cycle
@@ -315,7 +418,7 @@ def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int 
                 ax.axvline(x, color="grey", linestyle=":", linewidth=0.8)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("iteration i (0 = start of the forward pass)")
-        ax.set_ylabel(f"MSE({level}^i, {level}^NT)")
+        ax.set_ylabel(_measure_label(rows, f"{level}^i", f"{level}^NT"))
         ax.set_title(level)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -336,7 +439,7 @@ def plot_divergence(rows: list[dict[str, Any]], title: str = "") -> Any:
             ax.fill_between(t, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
                             color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
         ax.set_xlabel("environment step t of the episode")
-        ax.set_ylabel(f"MSE({level}^NT step 1, {level}^NT step t)")
+        ax.set_ylabel(_measure_label(rows, f"{level}^NT step 1", f"{level}^NT step t"))
         ax.set_title(level)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -402,21 +505,31 @@ def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict[str, 
     return Path(path)
 
 
-def write_convergence(sets: Sequence[Latents], out_dir: str | Path, include_first_step: bool = False) -> list[Path]:
-    """``convergence.{png,svg,csv}`` in ``out_dir``."""
-    rows = convergence_table(sets, include_first_step)
+def figure_name(kind: str, split: str = "path", measure: str = "mse") -> str:
+    """``convergence``/``divergence``, with ``_any-change`` and ``_query`` for the other views."""
+    return kind + ("_any-change" if split == "any" else "") + ("_query" if measure == "query" else "")
+
+
+def write_convergence(
+    sets: Sequence[Latents], out_dir: str | Path, include_first_step: bool = False, split: str = "path",
+    measure: str = "mse",
+) -> list[Path]:
+    """``convergence.{png,svg,csv}`` in ``out_dir`` (named by :func:`figure_name` for other views)."""
+    rows = convergence_table(sets, include_first_step, split, measure)
     L_cycles = sets[0].metadata.get("L_cycles")
     fig = plot_convergence(rows, describe(sets), L_cycles)
-    csv_path = write_csv(Path(out_dir) / "convergence.csv", CONVERGENCE_FIELDS, rows)
-    return [*save_figure(fig, out_dir, "convergence"), csv_path]
+    name = figure_name("convergence", split, measure)
+    csv_path = write_csv(Path(out_dir) / f"{name}.csv", CONVERGENCE_FIELDS, rows)
+    return [*save_figure(fig, out_dir, name), csv_path]
 
 
-def write_divergence(sets: Sequence[Latents], out_dir: str | Path) -> list[Path]:
-    """``divergence.{png,svg,csv}`` in ``out_dir``."""
-    rows = divergence_table(sets)
+def write_divergence(sets: Sequence[Latents], out_dir: str | Path, measure: str = "mse") -> list[Path]:
+    """``divergence.{png,svg,csv}`` in ``out_dir`` (``divergence_query`` with the authors' measure)."""
+    rows = divergence_table(sets, measure)
     fig = plot_divergence(rows, describe(sets))
-    csv_path = write_csv(Path(out_dir) / "divergence.csv", DIVERGENCE_FIELDS, rows)
-    return [*save_figure(fig, out_dir, "divergence"), csv_path]
+    name = figure_name("divergence", measure=measure)
+    csv_path = write_csv(Path(out_dir) / f"{name}.csv", DIVERGENCE_FIELDS, rows)
+    return [*save_figure(fig, out_dir, name), csv_path]
 
 
 def write_learning_curves(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:

@@ -11,12 +11,23 @@ With ``--save-latents [PATH]`` (default ``RUN_DIR/latents.npz``) the same
 evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the
 ``N*T`` recurrent iterations together with the observation, action, reward,
 ``changed`` and ``path_changed`` flags and agent position (format: :mod:`hrm_agent.latents`).
+
+With ``--intervention goal|door`` the evaluation is a re-planning test: after
+``--intervention-step K`` steps (default 3) of every episode still running, the
+goal is moved off the agent's shortest path, or a door is closed on it (see
+``DynamicGridEnv.intervene``); the episodes run with ``change_prob=0``, so the
+intervention is the only change. It reports the success rate of the episodes
+it was applied to (beside the same episodes run again without it), their steps
+after it over the new shortest path, and how
+many recurrent iterations the latent takes to settle at the step that first
+sees the new grid, beside the other steps (:func:`hrm_agent.analysis.settling_iterations`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +53,8 @@ class EvalResult:
     start_shortest_path: np.ndarray  # int, BFS length at reset (-1 if the env does not report it)
     latents: "Latents | None" = None  # with ``record_latents``: every step's z_H/z_L iterations and context
     action_counts: np.ndarray | None = None  # (n_actions,) greedy actions taken, over all steps of all episodes
+    intervention_step: np.ndarray | None = None  # with ``intervention``: the step it followed, -1 where not applied
+    shortest_after: np.ndarray | None = None  # with ``intervention``: BFS moves to the goal just after it, else -1
 
     def action_shares(self) -> np.ndarray:
         """Fraction of steps on which each action was chosen (a collapsed policy puts ~1 on one action)."""
@@ -68,6 +81,22 @@ class EvalResult:
             out[name], out[f"{name}_se"] = mean_se(values)
         return out
 
+    def intervention_summary(self) -> dict[str, float]:
+        """Over the episodes the intervention was applied to: ``applied`` (their number),
+        ``success_after`` and ``extra_steps`` (steps taken after it minus the shortest path then, over
+        those that reached the goal), means and standard errors."""
+        from hrm_agent.analysis import mean_se
+
+        if self.intervention_step is None or self.shortest_after is None:
+            raise ValueError("this evaluation ran without an intervention")
+        applied = self.intervention_step >= 0
+        reached = applied & self.success
+        extra = (self.length - self.intervention_step - self.shortest_after)[reached]
+        out = {"applied": float(applied.sum())}
+        out["success_after"], out["success_after_se"] = mean_se(self.success[applied].astype(float))
+        out["extra_steps"], out["extra_steps_se"] = mean_se(extra.astype(float))
+        return out
+
 
 def evaluate(
     agent: "HRMAgent",
@@ -77,6 +106,8 @@ def evaluate(
     gif_path: str | Path | None = None,
     record_latents: bool = False,
     latent_positions: str = "all",
+    intervention: str | None = None,
+    intervention_step: int = 3,
 ) -> EvalResult:
     """Run ``n_episodes`` greedy episodes of the agent's env (``env_kwargs`` override its kwargs).
 
@@ -85,10 +116,17 @@ def evaluate(
     from the trace of the forward pass that chose the action) and context, see
     :mod:`hrm_agent.latents`; the episodes played are the same as without it.
     ``latent_positions``: record every position (``"all"``) or the query position only (``"query"``).
+    With ``intervention`` (``"goal"``/``"door"``), each episode still running after ``intervention_step``
+    steps gets it (``DynamicGridEnv.intervene``) before its next observation, which is flagged ``changed``
+    and ``path_changed``; the envs run without their own changes (``envs.base.static_kwargs``) unless
+    ``env_kwargs`` says otherwise.
     """
+    from envs.base import static_kwargs
     from hrm_agent.latents import LatentRecorder, record_traces
 
-    kwargs = {**agent.env_kwargs, **(env_kwargs or {})}
+    if intervention is not None and intervention_step < 1:
+        raise ValueError(f"intervention_step must be at least 1, got {intervention_step}")
+    kwargs = {**(static_kwargs(agent.env_kwargs) if intervention else agent.env_kwargs), **(env_kwargs or {})}
     envs = [
         gym.make(agent.env_id, **kwargs, **({"render_mode": "rgb_array"} if gif_path and i == 0 else {}))
         for i in range(n_episodes)
@@ -108,6 +146,8 @@ def evaluate(
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
     path_changed = np.array([bool(info.get("path_changed", False)) for _, info in first])
     agent_pos = np.array([info.get("agent_pos", (-1, -1)) for _, info in first], dtype=np.int64).reshape(-1, 2)
+    intervened = np.full(n_episodes, -1, dtype=np.int64)
+    shortest_after = np.full(n_episodes, -1, dtype=np.int64)
     with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
         while active.any():
             # finished episodes stay in the batch (keeping shapes fixed); their actions are ignored
@@ -133,6 +173,15 @@ def evaluate(
                 if terminated or truncated:
                     active[i] = False
                     success[i] = bool(info.get("is_success", terminated and rewards[i] > 0))
+                elif intervention is not None and length[i] == intervention_step:
+                    env = envs[i].unwrapped
+                    if env.intervene(intervention):
+                        obs[i] = env.gen_obs()
+                        changed[i] = path_changed[i] = True
+                        intervened[i] = length[i]
+                        shortest_after[i] = env.distances()[agent_pos[i, 1], agent_pos[i, 0]]
+                        if gif_path and i == 0:
+                            frames[-1] = envs[0].render()
             if recorder is not None:
                 (trace,) = traces  # exactly one forward pass per step
                 traces.clear()
@@ -163,9 +212,14 @@ def evaluate(
                 "hidden_size": cfg.hidden_size,
                 "total_seq_len": cfg.total_seq_len,
                 "forward_dtype": cfg.forward_dtype,
+                **({"intervention": intervention} if intervention else {}),
             },
         )
-    return EvalResult(success, length, returns, shortest, latents, action_counts)
+        if intervention:
+            latents.intervention_step = intervened
+    if intervention is None:
+        return EvalResult(success, length, returns, shortest, latents, action_counts)
+    return EvalResult(success, length, returns, shortest, latents, action_counts, intervened, shortest_after)
 
 
 def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
@@ -193,10 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latent-positions", choices=["all", "query"], default="all",
                         help="with --save-latents: every position's state (default) or only the query "
                              "position's, where Q is read (1/S of the size)")
+    parser.add_argument("--intervention", choices=["goal", "door"],
+                        help="re-planning test: move the goal off the agent's shortest path, or close a door on it, "
+                             "after --intervention-step steps (episodes run with change_prob=0)")
+    parser.add_argument("--intervention-step", type=int, default=3, metavar="K",
+                        help="with --intervention: the step after which it happens (default 3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the printed figures to PATH as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
+    if args.intervention_step < 1:
+        parser.error("--intervention-step must be at least 1")
 
     from hrm_agent.agent import HRMAgent
     from hrm_agent.checkpoint import CheckpointError
@@ -206,10 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # an intervention's settling is read from the latents, so it records them (kept only with --save-latents)
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
-                      record_latents=args.save_latents is not None, latent_positions=args.latent_positions)
-    from hrm_agent.analysis import format_mean_se  # "m ± se", "m" for one value, "–" for none
+                      record_latents=args.save_latents is not None or args.intervention is not None,
+                      latent_positions=args.latent_positions, intervention=args.intervention,
+                      intervention_step=args.intervention_step)
+    from envs.base import static_kwargs
+    # format_mean_se: "m ± se", "m" for one value, "–" for none
+    from hrm_agent.analysis import format_mean_se, mean_se, settling_table
 
+    report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
+                              "variant": agent.variant, "episodes": args.episodes, "seed": args.seed}
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")
     print(f"mean length:     {format_mean_se(result.length.astype(float), 2)}")
@@ -219,9 +288,43 @@ def main(argv: list[str] | None = None) -> int:
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
     print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
           ("  (one action on over 90 % of steps: a collapsed policy)" if shares.max() > 0.9 else ""))
+    if args.intervention:
+        # the control: the same episodes, also without dynamics, and no intervention
+        control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs))
+        applied = result.intervention_step >= 0
+        reached = applied & result.success
+        extra = (result.length - result.intervention_step - result.shortest_after)[reached]
+        report.update(intervention=args.intervention, intervention_step=args.intervention_step,
+                      **result.intervention_summary())
+        report["success_without"], report["success_without_se"] = mean_se(control.success[applied].astype(float))
+        print(f"intervention:    {args.intervention} after step {args.intervention_step}, applied in "
+              f"{int(applied.sum())} of {args.episodes} episodes (the others had ended or had no cell for it)")
+        print(f"success after:   {format_mean_se(result.success[applied].astype(float), 3)}  (the same episodes "
+              f"without it: {format_mean_se(control.success[applied].astype(float), 3)})")
+        print(f"extra steps:     {format_mean_se(extra.astype(float), 2)}  (after it, over the new shortest path; "
+              f"episodes that reached the goal: {int(reached.sum())})")
+        rows = {(r["level"], r["steps"]): r for r in settling_table([result.latents])}
+        for level in ("z_H", "z_L"):
+            first, other = rows[(level, "intervention")], rows[(level, "other")]
+            report[f"settle_{level}"], report[f"settle_{level}_other"] = first["mean"], other["mean"]
+            print(f"settle {level}:      {first['mean']:.2f} iterations at the step that first sees it, "
+                  f"{other['mean']:.2f} at the other steps (n = {first['n']}, {other['n']})")
+        print("                 (iterations until the latent stays within 10 % of the way from the initial "
+              "state to its final value)")
     if args.gif:
         print(f"wrote {args.gif}")
-    if result.latents is not None:
+    if args.json:
+        from hrm_agent.checkpoint import atomic_write
+
+        text = json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in report.items()},
+                          indent=2)
+        try:
+            atomic_write(Path(args.json), lambda f: f.write((text + "\n").encode()))
+        except OSError as err:
+            print(f"error: cannot write {args.json}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.json}")
+    if result.latents is not None and args.save_latents is not None:
         from hrm_agent import latents
 
         source = Path(args.run)

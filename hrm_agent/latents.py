@@ -42,11 +42,16 @@ step              (n,) int64               step index within the episode, from 0
 episode           (n,) int64               episode id ``0 .. E-1`` (seeded ``eval_seed + id``)
 episode_success   (E,) bool                the episode reached the goal
 episode_length    (E,) int64               steps it took (its number of rows)
+intervention_step (E,) int64, optional     recorded by ``evaluate --intervention``: the step
+                                           after which the episode's grid was changed (its row
+                                           ``step == intervention_step`` is the first to see
+                                           it), -1 where the intervention was not applied
 ================  =======================  ==================================================
 
 ``metadata``: ``variant`` (``"carry"``/``"reset"``), ``env_id``, ``env_kwargs``,
 ``seed`` (the agent's training seed), ``eval_seed``, ``H_cycles``, ``L_cycles``,
 ``segments`` (1 when absent), ``carry`` (``"full"``/``"token"``; ``"full"`` when absent),
+``intervention`` (``"goal"``/``"door"``, with ``intervention_step``),
 ``positions`` (``"all"``/``"query"``; ``"all"`` when absent), ``hidden_size``, ``total_seq_len``,
 ``forward_dtype``, ``hrm_agent_version``,
 ``created`` (UTC, ISO 8601) and, from the command line, ``source`` (the run
@@ -125,6 +130,7 @@ class Latents:
     episode_length: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     path_changed: np.ndarray | None = None
+    intervention_step: np.ndarray | None = None
 
     @property
     def variant(self) -> str:
@@ -174,8 +180,9 @@ class Latents:
     def arrays(self) -> dict[str, np.ndarray]:
         """The file's entries except format, version and metadata."""
         entries = {name: getattr(self, name) for name in _ARRAY_ENTRIES}
-        if self.path_changed is not None:
-            entries["path_changed"] = self.path_changed
+        for name in ("path_changed", "intervention_step"):
+            if getattr(self, name) is not None:
+                entries[name] = getattr(self, name)
         return entries
 
 
@@ -361,8 +368,9 @@ def load(path: str | Path) -> Latents:
                 raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
             metadata = json.loads(str(npz["metadata"]))
             arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
-            if "path_changed" in names:
-                arrays["path_changed"] = npz["path_changed"]
+            for name in ("path_changed", "intervention_step"):
+                if name in names:
+                    arrays[name] = npz[name]
     except LatentsError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as err:
@@ -422,6 +430,12 @@ def _check(latents: Latents, name: str) -> None:
     if len(E) != 1 or latents.episode_length.shape != E:
         fail(f"episode_success {latents.episode_success.shape} and episode_length {latents.episode_length.shape} "
              "must both be (E,)")
+    if latents.intervention_step is not None:
+        steps = latents.intervention_step
+        if steps.shape != E or steps.dtype.kind not in "iu":
+            fail(f"intervention_step has shape {steps.shape} and dtype {steps.dtype}, expected ({E[0]},) integers")
+        if np.any((steps >= latents.episode_length) | (steps < -1)):
+            fail("intervention_step must be -1 or a step that the episode went on after")
     if n and (latents.episode.min() < 0 or latents.episode.max() >= E[0]):
         fail(f"episode ids must lie in [0, {E[0]})")
     if not np.array_equal(np.bincount(latents.episode, minlength=E[0]), latents.episode_length):

@@ -92,11 +92,81 @@ def test_convergence_table_splits_changed_steps_and_leaves_out_first_steps():
     curves = analysis.convergence_curves(lat, "z_L")
     cases = ((False, {False: [2, 4], True: [1, 5]}), (True, {False: [0, 2, 3, 4], True: [1, 5]}))
     for include_first, expected in cases:
-        rows = analysis.convergence_table([lat], include_first_step=include_first)
+        rows = analysis.convergence_table([lat], include_first_step=include_first, split="any")
         for flag, picked in expected.items():
             got = [r for r in rows if r["level"] == "z_L" and r["changed"] == flag]
             assert [r["iteration"] for r in got] == [0, 1, 2, 3, 4] and {r["n"] for r in got} == {len(picked)}
             np.testing.assert_allclose([r["mean"] for r in got], curves[picked].mean(axis=0))
+
+
+def test_the_path_split_counts_only_changes_that_touched_the_shortest_path():
+    rng = np.random.default_rng(1)
+    changed = np.array([False, True, True, False, True, True])
+    lat = synthetic(rng.normal(size=(6, 4, 2, 2)), episode_length=[3, 3], changed=changed, variant="carry")
+    with pytest.raises(analysis.AnalysisError, match="no path_changed.*--split any"):
+        analysis.convergence_table([lat])
+    lat.path_changed = np.array([False, False, True, False, True, False])
+    curves = analysis.convergence_curves(lat, "z_H")
+    rows = analysis.convergence_table([lat])  # the default split is the shortest path's
+    for flag, picked in ((False, [1, 5]), (True, [2, 4])):  # first steps (rows 0 and 3) left out
+        got = [r for r in rows if r["level"] == "z_H" and r["changed"] == flag]
+        assert {r["n"] for r in got} == {2} and {r["split"] for r in got} == {"path"}
+        np.testing.assert_allclose([r["mean"] for r in got], curves[picked].mean(axis=0))
+    any_rows = analysis.convergence_table([lat], split="any")
+    assert {r["n"] for r in any_rows if r["changed"]} == {4}
+    with pytest.raises(analysis.AnalysisError, match="split must be"):
+        analysis.convergence_table([lat], split="door")
+
+
+def test_the_query_measure_sums_the_query_tokens_squared_difference_over_hidden_units():
+    # two steps of one reset-z episode; the query position (0) and the others move differently
+    z = np.zeros((2, 2, 3, 4))
+    z[:, 0, 0] = 1.0  # iteration 1: query vector 1 in each of 4 units, final 0
+    z[:, 0, 1:] = 3.0  # other positions far away: only "mse" sees them
+    z[1, :, 0] += 2.0  # step 2's query vector is 2 further out (final too)
+    lat = synthetic(z, init=0.0)
+    query = analysis.convergence_curves(lat, "z_H", measure="query")
+    np.testing.assert_allclose(query, [[0.0, 4.0, 0.0], [16.0, 4.0, 0.0]])  # z^0 = init = 0
+    mse = analysis.convergence_curves(lat, "z_H")
+    np.testing.assert_allclose(mse[0, 1], (4 * 1 + 8 * 9) / 12)
+    np.testing.assert_allclose(analysis.divergence_curves(lat, "z_H", measure="query"), [0.0, 16.0])
+    rows = analysis.divergence_table([lat], measure="query")
+    assert {r["measure"] for r in rows} == {"query"}
+    with pytest.raises(analysis.AnalysisError, match="measure must be"):
+        analysis.convergence_curves(lat, "z_H", measure="l1")
+
+
+def test_settling_is_the_first_iteration_from_which_the_state_stays_near_its_final_value():
+    # z^i = r^i (z^0 = 1, the initial state): d(z^i, z^NT) = (r^i - r^NT)^2 against 0.1 (1 - r^NT)^2
+    r, NT = 0.5, 6
+    z = np.broadcast_to((r ** np.arange(1, NT + 1))[None, :, None, None], (2, NT, 3, 2))
+    lat = synthetic(z, init=1.0)
+    gaps = (r ** np.arange(NT + 1) - r**NT) ** 2
+    expected = next(i for i in range(NT + 1) if (gaps[i:] <= 0.1 * (1 - r**NT) ** 2).all())
+    assert expected == 2
+    np.testing.assert_array_equal(analysis.settling_iterations(lat, "z_H"), [expected, expected])
+    # carry z: a step that starts at its final value settles at 0 (the first step starts from init: 1)
+    steady = synthetic(np.ones((2, 3, 2, 2)), init=0.0, variant="carry")
+    assert analysis.settling_iterations(steady, "z_L").tolist() == [1, 0]
+    # a state that leaves and comes back settles only when it is back
+    away = np.zeros((1, 3, 2, 2))
+    away[0, 1] = 5.0  # leaves at iteration 2, back at 3
+    assert analysis.settling_iterations(synthetic(away + 1, init=0.0), "z_L").tolist() == [3]
+
+
+def test_settling_table_separates_the_steps_that_first_saw_an_intervention():
+    z = np.zeros((6, 2, 2, 2))
+    z[:, 0] = 1.0  # every step settles at 2 (z^1 = 1, final 0, init 1 -> d = 1 > 0.1) ...
+    z[[2, 4], 0] = 0.0  # ... but steps 2 and 4 already at iteration 1
+    lat = synthetic(z, episode_length=[3, 3], init=1.0, variant="carry")
+    lat.intervention_step = np.array([2, 1])  # rows 2 (step 2) and 4 (step 1) first saw it
+    rows = {(r["level"], r["steps"]): r for r in analysis.settling_table([lat])}
+    first, other = rows[("z_L", "intervention")], rows[("z_L", "other")]
+    assert (first["n"], other["n"]) == (2, 2)  # rows 1, 5: the other steps after each first one
+    assert (first["mean"], other["mean"]) == (0.0, 2.0)
+    lat.intervention_step = None
+    assert {r["steps"]: r["n"] for r in analysis.settling_table([lat]) if r["level"] == "z_H"} == {
+        "intervention": 0, "other": 4}
 
 
 def test_latents_from_different_environments_are_not_pooled():
@@ -178,7 +248,17 @@ def test_convergence_command(runs, tmp_path, capsys):
     rows = assert_figure(tmp_path, "convergence")
     assert len(rows) == 2 * 2 * 2 * 5  # level x variant x changed x iterations 0..4
     assert all(float(r["mean"]) == 0 for r in rows if r["iteration"] == "4" and r["n"] != "0")
+    assert {(r["split"], r["measure"]) for r in rows} == {("path", "mse")}
     assert "wrote" in capsys.readouterr().out
+    # the second views: any change; the authors' query-token measure
+    assert command("convergence").main([str(runs["carry"]), "--split", "any", "--measure", "query",
+                                        "--out", str(tmp_path)]) == 0
+    rows = assert_figure(tmp_path, "convergence_any-change_query")
+    assert {(r["split"], r["measure"], r["variant"]) for r in rows} == {("any", "query", "carry")}
+    path_changed = sum(int(r["n"]) for r in read_csv(tmp_path / "convergence.csv")
+                       if r["changed"] == "True" and r["variant"] == "carry" and r["iteration"] == "0")
+    any_changed = sum(int(r["n"]) for r in rows if r["changed"] == "True" and r["iteration"] == "0")
+    assert path_changed <= any_changed
 
 
 def test_divergence_command(runs, tmp_path):
@@ -186,6 +266,8 @@ def test_divergence_command(runs, tmp_path):
     rows = assert_figure(tmp_path, "divergence")
     assert {(r["level"], r["variant"]) for r in rows} == {(l, v) for l in ("z_H", "z_L") for v in ("carry", "reset")}
     assert all(float(r["mean"]) == 0 for r in rows if r["step"] == "1")
+    assert command("divergence").main([str(runs["carry"]), "--measure", "query", "--out", str(tmp_path)]) == 0
+    assert {r["measure"] for r in assert_figure(tmp_path, "divergence_query")} == {"query"}
 
 
 def test_learning_curves_command(runs, tmp_path):
@@ -200,7 +282,8 @@ def test_learning_curves_command(runs, tmp_path):
 def test_make_figures_builds_every_figure(runs, tmp_path):
     result = run(str(ANALYSIS / "make_figures.py"), str(runs["carry"]), str(runs["reset"]), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for name in ("learning_curves", "convergence", "divergence"):
+    for name in ("learning_curves", "convergence", "convergence_any-change", "convergence_query", "divergence",
+                 "divergence_query"):
         assert assert_figure(tmp_path, name)
     assert "latents from 2 of 2 runs" in result.stdout
 

@@ -714,3 +714,75 @@ def test_path_changed_flags_changes_that_touch_a_shortest_path(env_id):
             env.reset()
     # both kinds occur: some changes touch the path, some do not
     assert 0 < counts["path_changed"] < counts["changed"]
+
+
+# --- interventions (the re-planning test) ---
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_shortest_path_cells_are_every_cell_on_some_shortest_path(env_id):
+    env = gym.make(env_id)
+    for seed in range(10):
+        env.reset(seed=seed)
+        base = env.unwrapped
+        cells = {(int(x), int(y)) for y, x in zip(*np.nonzero(base.shortest_path_cells()))}
+        assert cells == _shortest_paths_cells(base.layout, base.agent_pos, base.goal_pos)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_moving_the_goal_puts_it_off_every_shortest_path_on_a_reachable_empty_cell(env_id):
+    env = gym.make(env_id, change_prob=0.0)
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+        base = env.unwrapped
+        old_goal, on_path = base.goal_pos, _shortest_paths_cells(base.layout, base.agent_pos, base.goal_pos)
+        assert base.intervene("goal")
+        new = env.unwrapped.gen_obs()
+        x, y = base.goal_pos
+        assert base.goal_pos != old_goal and base.goal_pos not in on_path and obs[y, x] == EMPTY
+        assert (new == GOAL).sum() == 1 and new[y, x] == GOAL and new[old_goal[1], old_goal[0]] == EMPTY
+        assert np.array_equal(new != obs, np.isin(np.arange(new.size), [y * new.shape[1] + x,
+                              old_goal[1] * new.shape[1] + old_goal[0]]).reshape(new.shape))
+        # the episode goes on to the new goal
+        _, _, _, _, info = env.step(0)
+        assert info["shortest_path"] == bfs_distances(base.layout, base.goal_pos)[info["agent_pos"][1],
+                                                                                   info["agent_pos"][0]] >= 0
+        assert base.grid.get(x, y).type == "goal" and base.grid.get(*old_goal) is None
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_closing_a_door_on_the_path_makes_the_goal_farther_but_reachable(env_id):
+    env = gym.make(env_id, change_prob=0.0)
+    applied = 0
+    for seed in range(40):
+        obs, info = env.reset(seed=seed)
+        base = env.unwrapped
+        on_path = _shortest_paths_cells(base.layout, base.agent_pos, base.goal_pos)
+        if not base.intervene("door"):
+            continue
+        applied += 1
+        new = base.gen_obs()
+        (y, x), = zip(*np.nonzero(new != obs))
+        assert new[y, x] == DOOR_CLOSED and (x, y) in on_path and (x, y) not in (base.agent_pos, base.goal_pos)
+        assert base.grid.get(x, y).type == "door" and not base.grid.get(x, y).is_open
+        after = base.distances()[base.agent_pos[1], base.agent_pos[0]]
+        assert after > info["shortest_path"] > 0
+        for _ in range(5):  # the door stays closed
+            obs, *_ = env.step(int(np.random.default_rng(seed).integers(4)))
+            assert obs[y, x] == DOOR_CLOSED
+    assert applied >= 10
+
+
+def test_an_intervention_that_cannot_apply_changes_nothing():
+    env = gym.make("FourRooms-v0", change_prob=0.0)
+    for seed in range(50):  # agent and goal in one room: no doorway on the path, a room cell rarely cuts it
+        env.reset(seed=seed)
+        base = env.unwrapped
+        before, goal = base.layout, base.goal_pos
+        if not base.intervene("door"):
+            assert np.array_equal(base.layout, before) and base.goal_pos == goal
+            break
+    else:
+        pytest.fail("every episode had a door to close")
+    with pytest.raises(ValueError, match="intervention"):
+        base.intervene("wall")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from envs.base import static_kwargs
 from hrm_agent import HRMAgent
 from hrm_agent.evaluate import evaluate
 from hrm_agent.latents import FORMAT, LatentsError, load, record_traces, save
@@ -193,3 +194,56 @@ def test_files_without_path_changed_still_load(recorded, tmp_path):
     bad = dataclasses.replace(lat, path_changed=~lat.changed)
     with pytest.raises(LatentsError, match="path_changed is set on a step where changed is not"):
         save(tmp_path / "bad.npz", bad)
+
+
+@pytest.mark.parametrize("kind", ["goal", "door"])
+def test_an_intervention_changes_the_grid_the_next_step_sees_and_is_recorded(kind, tmp_path):
+    agent = tiny_agent(True)
+    K = 2
+    result = evaluate(agent, 6, seed=11, record_latents=True, intervention=kind, intervention_step=K)
+    lat = result.latents
+    applied = result.intervention_step >= 0
+    assert applied.any() and set(result.intervention_step[applied]) == {K} and (result.length[applied] > K).all()
+    np.testing.assert_array_equal(lat.intervention_step, result.intervention_step)
+    assert lat.metadata["intervention"] == kind
+    for e in np.flatnonzero(applied).tolist():
+        rows = np.flatnonzero(lat.episode == e)
+        # replay: the same episode without dynamics, the same actions, then the intervention
+        env = gym.make("DynamicMaze-v0", **static_kwargs(TINY_ENV))
+        obs, _ = env.reset(seed=11 + e)
+        for r in rows[:K]:
+            np.testing.assert_array_equal(lat.obs[r], obs)
+            obs, *_ = env.step(int(lat.action[r]))
+        assert env.unwrapped.intervene(kind)
+        seen = lat.obs[rows[K]]
+        np.testing.assert_array_equal(seen, env.unwrapped.gen_obs())
+        assert not np.array_equal(seen, obs)  # what the step would have seen without it
+        assert lat.changed[rows[K]] and lat.path_changed[rows[K]]
+        x, y = lat.agent_pos[rows[K]]
+        assert result.shortest_after[e] == env.unwrapped.distances()[y, x] > 0
+    assert not lat.changed[~np.isin(lat.step, [K])].any()  # change_prob=0: nothing else changes
+    summary = result.intervention_summary()
+    reached = applied & result.success
+    assert summary["applied"] == applied.sum()
+    assert summary["success_after"] == pytest.approx(result.success[applied].mean())
+    if reached.any():
+        assert summary["extra_steps"] == pytest.approx(
+            np.mean(result.length[reached] - K - result.shortest_after[reached]))
+    back = load(save(tmp_path / "iv.npz", lat))
+    np.testing.assert_array_equal(back.intervention_step, lat.intervention_step)
+
+
+def test_an_intervention_step_past_every_episode_applies_nowhere():
+    result = evaluate(tiny_agent(False), 3, seed=4, intervention="goal", intervention_step=10_000)
+    assert (result.intervention_step == -1).all() and result.intervention_summary()["applied"] == 0
+    with pytest.raises(ValueError, match="intervention_step"):
+        evaluate(tiny_agent(False), 3, intervention="goal", intervention_step=0)
+    with pytest.raises(ValueError, match="without an intervention"):
+        evaluate(tiny_agent(False), 1).intervention_summary()
+
+
+def test_a_file_with_an_impossible_intervention_step_is_refused(recorded, tmp_path):
+    lat = dataclasses.replace(recorded[2].latents)
+    lat.intervention_step = lat.episode_length.copy()  # no row sees it
+    with pytest.raises(LatentsError, match="intervention_step"):
+        save(tmp_path / "bad.npz", lat)

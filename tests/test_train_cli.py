@@ -79,6 +79,25 @@ def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
     assert gif.read_bytes()[:6] == b"GIF89a"
 
 
+def test_evaluate_cli_runs_the_replanning_test_and_writes_json(trained_run, tmp_path):
+    out = tmp_path / "door.json"
+    result = run("-m", "hrm_agent.evaluate", str(trained_run), "--episodes", "6", "--intervention", "door",
+                 "--intervention-step", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    for line in ("intervention:    door after step 2", "success after:", "the same episodes without it",
+                 "extra steps:", "settle z_H:", "settle z_L:"):
+        assert line in result.stdout
+    report = json.loads(out.read_text())
+    assert report["intervention"] == "door" and report["intervention_step"] == 2 and report["episodes"] == 6
+    assert 0 <= report["applied"] <= 6 and not list(tmp_path.glob(".*.tmp"))
+    for key in ("success_rate", "success_after", "success_without", "settle_z_H", "settle_z_L_other"):
+        assert key in report
+    assert not (trained_run / "latents.npz").exists()  # recorded for the settling, kept only when asked
+    assert_user_error(run("-m", "hrm_agent.evaluate", str(trained_run), "--intervention", "goal",
+                          "--intervention-step", "0"), "--intervention-step must be at least 1")
+    assert_user_error(run("-m", "hrm_agent.evaluate", str(trained_run), "--intervention", "wall"), "invalid choice")
+
+
 def test_evaluate_prints_no_nan_when_an_se_or_a_mean_is_undefined():
     from hrm_agent.analysis import format_mean_se  # what the evaluate CLI prints
 
