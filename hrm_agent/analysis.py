@@ -241,6 +241,23 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     return m, (float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"))
 
 
+def bootstrap_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` and its 95 % percentile bootstrap interval, resampling each group (the
+    seeds of two variants) with replacement, ``resamples`` times from a generator seeded ``seed``;
+    NaN bounds when a group has fewer than 2 values, all NaN when one is empty."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not len(a) or not len(b):
+        return float("nan"), float("nan"), float("nan")
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boot = (rng.choice(a, (resamples, len(a))).mean(axis=1) - rng.choice(b, (resamples, len(b))).mean(axis=1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return diff, float(low), float(high)
+
+
 def format_mean_se(values: Sequence[float], digits: int = 2) -> str:
     """``"m ± se"`` over seeds for a results table (``"m"`` for one value, ``"–"`` for none)."""
     if not len(values):

@@ -192,3 +192,30 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
     # a field added later, at the value that does what runs did before it, keeps older rows matching
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.0}) == base
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.8}) != base
+
+
+def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interval():
+    from hrm_agent.analysis import bootstrap_difference
+    from hrm_agent.bench.learn import compare_variants, curve_mean, minutes_to_90, table
+
+    def row(variant, seed, final, curve, to_90=""):
+        return {"variant": variant, "seed": str(seed), "final_success": str(final), "path_efficiency": "1.0",
+                "steps_to_90": to_90, "wall_clock_s": "600", "total_steps": "1000", "budget": "1000",
+                "curve": ";".join(f"{(i + 1) * 500}:{v}" for i, v in enumerate(curve))}
+
+    carry = [row("carry", s, f, c, t) for s, f, c, t in ((0, 0.9, [0.5, 0.9], "1000"), (1, 1.0, [0.9, 1.0], "500"),
+                                                        (2, 0.95, [0.7, 0.95], "1000"))]
+    reset = [row("reset", s, f, c) for s, f, c in ((0, 0.5, [0.2, 0.5]), (1, 0.6, [0.4, 0.6]), (2, 0.4, [0.3, 0.4]))]
+    assert curve_mean(carry[0]) == pytest.approx(0.7) and minutes_to_90(carry[1]) == pytest.approx(5.0)
+    assert minutes_to_90(reset[0]) is None
+    line = compare_variants(carry, reset)
+    d, low, high = bootstrap_difference([0.9, 1.0, 0.95], [0.5, 0.6, 0.4])
+    assert d == pytest.approx(0.45) and low <= d <= high and low > 0  # every resample favours carry here
+    assert f"final greedy success +0.45 [{low:+.2f}, {high:+.2f}]" in line
+    assert "steps to 90 % cannot tell (reached by 3/3 and 0/3 runs)" in line
+    markdown = table(carry + reset, "DynamicMaze-v0", "", 1000)
+    assert line in markdown and "3/3 runs; median 1,000 (~10 min)" in markdown
+    assert table_rows(markdown)["HRM carry z"][6] == "0.82 ± 0.07"  # (0.7 + 0.95 + 0.825) / 3
+    # the interval is reproducible, and undefined for a single seed
+    assert bootstrap_difference([0.9, 1.0, 0.95], [0.5, 0.6, 0.4]) == (d, low, high)
+    assert all(x != x for x in bootstrap_difference([1.0], [0.5])[1:])

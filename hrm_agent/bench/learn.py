@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_agent.analysis import format_mean_se, mean_se, number
+from hrm_agent.analysis import bootstrap_difference, format_mean_se, mean_se, number
 
 DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
 HRM_VARIANTS = ("carry", "reset")
@@ -308,30 +308,76 @@ def by_learner(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
     return {name: sorted(groups[name], key=lambda r: int(r["seed"])) for name in LEARNERS if name in groups}
 
 
+def curve_mean(row: dict[str, str]) -> float | None:
+    """Mean greedy success over a run's evaluations during training: the area under its success curve
+    over the budget (evaluations are evenly spaced), a less noisy summary than the final evaluation."""
+    values = [value for _, value in parse_curve(row.get("curve", ""))]
+    return sum(values) / len(values) if values else None
+
+
+def minutes_to_90(row: dict[str, str]) -> float | None:
+    """Wall-clock minutes to the first evaluation at 90 %: the run's minutes scaled by the share of its
+    steps taken by then (a run's speed is steady after its first minute)."""
+    steps, total, seconds = (number(row.get(k)) for k in ("steps_to_90", "total_steps", "wall_clock_s"))
+    if steps is None or not total or seconds is None:
+        return None
+    return seconds / 60 * steps / total
+
+
 def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int) -> str:
     env = f"{env_id} ({env_kwargs})" if env_kwargs else env_id
     lines = [
         f"bench learn: {env}, budget {budget:,} env steps per training run, greedy evaluation "
         "(mean ± standard error over seeds)",
         "",
-        "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) |",
-        "|---|---|---|---|---|---|",
+        "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) | "
+        "mean success over the evaluations |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, group in by_learner(rows).items():
+    groups = by_learner(rows)
+    for name, group in groups.items():
         success = [x for r in group if (x := number(r["final_success"])) is not None]
         efficiency = [x for r in group if (x := number(r["path_efficiency"])) is not None]
         reached = sorted(int(x) for r in group if (x := number(r["steps_to_90"])) is not None)
+        minutes_reached = sorted(x for r in group if (x := minutes_to_90(r)) is not None)
         if name == "oracle":
             to_90 = "– (no training)"
         elif reached:
-            to_90 = f"{len(reached)}/{len(group)} runs; median {reached[len(reached) // 2]:,}"
+            to_90 = (f"{len(reached)}/{len(group)} runs; median {reached[len(reached) // 2]:,}"
+                     + (f" (~{minutes_reached[len(minutes_reached) // 2]:.0f} min)" if minutes_reached else ""))
         else:
             to_90 = f"not reached (0/{len(group)})"
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
+        curve = [x for r in group if (x := curve_mean(r)) is not None]
         seeds = ", ".join(r["seed"] for r in group)
         lines.append(f"| {LABELS[name]} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
-                     f"{format_mean_se(minutes, 2)} |")
+                     f"{format_mean_se(minutes, 2)} | {format_mean_se(curve) if name != 'oracle' else '–'} |")
+    if "carry" in groups and "reset" in groups:
+        lines += ["", compare_variants(groups["carry"], groups["reset"])]
     return "\n".join(lines) + "\n"
+
+
+def compare_variants(carry: list[dict[str, str]], reset: list[dict[str, str]]) -> str:
+    """One line: carry z minus reset z in final success, mean success over the evaluations and steps to
+    90 %, each with a 95 % bootstrap interval over seeds."""
+
+    def diff(column: Any) -> str:
+        values = [[x for r in group if (x := column(r)) is not None] for group in (carry, reset)]
+        d, low, high = bootstrap_difference(*values)
+        if math.isnan(d):
+            return "–"
+        interval = "" if math.isnan(low) else f" [{low:+.2f}, {high:+.2f}]"
+        return f"{d:+.2f}{interval}"
+
+    reached = [sum(number(r["steps_to_90"]) is not None for r in group) for group in (carry, reset)]
+    if reached == [len(carry), len(reset)]:
+        d, low, high = bootstrap_difference(*[[float(r["steps_to_90"]) for r in g] for g in (carry, reset)])
+        steps = f"{d:+,.0f}" + ("" if math.isnan(low) else f" [{low:+,.0f}, {high:+,.0f}]")
+    else:
+        steps = f"cannot tell (reached by {reached[0]}/{len(carry)} and {reached[1]}/{len(reset)} runs)"
+    return (f"carry z − reset z ({len(carry)} and {len(reset)} seeds; 95 % bootstrap interval over seeds): "
+            f"final greedy success {diff(lambda r: number(r['final_success']))}; mean success over the "
+            f"evaluations {diff(curve_mean)}; steps to 90 % {steps}.")
 
 
 def parse_curve(text: str) -> list[tuple[int, float]]:
@@ -362,13 +408,16 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str) -> li
             continue
         per_step: dict[int, list[float]] = defaultdict(list)
         for r in group:
-            for step, value in parse_curve(r["curve"]):
+            curve = parse_curve(r["curve"])
+            if curve:  # every seed, thin
+                ax.plot(*zip(*curve), color=COLOURS[learner], alpha=0.3, lw=0.8)
+            for step, value in curve:
                 per_step[step].append(value)
         if per_step:
             steps = sorted(per_step)
             ax.plot(steps, [sum(per_step[s]) / len(per_step[s]) for s in steps], marker=".",
                     color=COLOURS[learner], label=LABELS[learner])
-    ax.set(title="greedy success during training (mean over seeds)", xlabel="environment steps",
+    ax.set(title="greedy success during training (thin: each seed; bold: mean)", xlabel="environment steps",
            ylabel="success rate", ylim=(-0.02, 1.02))
     ax.legend(fontsize=7)
 
@@ -399,8 +448,17 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str) -> li
     ax.axhline(budget, color="grey", lw=0.8)
     ax.set_xticks(range(len(trained)), [LABELS[n] for n in trained], rotation=30, ha="right", fontsize=8)
     ax.set(title="env steps to first reach 90 % greedy success (x: never)", ylim=(0, budget * 1.12))
-    axes[5].axis("off")
-    for ax in axes[:5]:
+    ax = axes[5]  # mean success over the evaluations (area under the curve), a dot per seed
+    for i, learner in enumerate(trained):
+        values = [x for r in groups[learner] if (x := curve_mean(r)) is not None]
+        if values:
+            m, se = mean_se(values)
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=COLOURS[learner], capsize=4, alpha=0.85)
+            ax.plot([i] * len(values), values, "k.", ms=4)
+    ax.set_xticks(range(len(trained)), [LABELS[n] for n in trained], rotation=30, ha="right", fontsize=8)
+    ax.set_title("mean success over the evaluations (area under the curve)", fontsize=10)
+    ax.set_ylim(0, 1.05)
+    for ax in axes:
         ax.grid(alpha=0.3)
     return save_figure(fig, out_dir, name)
 
