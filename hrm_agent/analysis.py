@@ -409,14 +409,15 @@ def describe(sets: Sequence[Latents]) -> str:
 def _measure_label(rows: list[dict[str, Any]], a: str, b: str) -> str:
     """The y-axis label of a distance between ``a`` and ``b`` in ``rows``' measure."""
     if rows and rows[0].get("measure") == "query":
-        return f"squared distance, query token ({a}, {b})"
+        return f"squared distance of the query token\n({a}, {b})"
     return f"MSE({a}, {b})"
 
 
 def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int | None = None) -> Any:
     """One panel per level; a line per variant x changed with its 95 % band. Returns the Figure."""
     fig, axes = _figure(len(LEVELS))
-    what = "path changed" if rows and rows[0].get("split") == "path" else "changed"
+    path = bool(rows) and rows[0].get("split") == "path"
+    labels = {True: "path changed" if path else "changed", False: "path unchanged" if path else "unchanged"}
     for ax, level in zip(axes[0], LEVELS):
         series: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -426,7 +427,7 @@ def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int 
             i = [p["iteration"] for p in points]
             ax.plot(i, [p["mean"] for p in points], color=VARIANT_COLOURS.get(variant, "grey"),
                     linestyle="--" if changed else "-", marker="o", markersize=3,
-                    label=f"{variant} z, {what if changed else 'un' + what} (n={points[0]['n']})")
+                    label=f"{variant} z, {labels[changed]} (n={points[0]['n']})")
             ax.fill_between(i, [p["ci_low"] for p in points], [p["ci_high"] for p in points],
                             color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.15, linewidth=0)
         if L_cycles:  # z_H changes only at the end of each H cycle
