@@ -314,6 +314,24 @@ def test_q_values_command_tabulates_held_out_states_by_distance(runs, tmp_path, 
     assert help_text.returncode == 0 and "usage: python analysis/q_values.py" in help_text.stdout
 
 
+def test_intervention_table_tabulates_evaluate_json_reports(runs, tmp_path, capsys):
+    reports = []
+    for run_dir, kind in ((runs["carry"], "goal"), (runs["reset"], "door")):
+        reports.append(tmp_path / f"{run_dir.name}_{kind}.json")
+        result = run("-m", "hrm_agent.evaluate", str(run_dir), "--episodes", "4", "--intervention", kind,
+                     "--json", str(reports[-1]))
+        assert result.returncode == 0, result.stderr
+    out = tmp_path / "table.md"
+    assert command("intervention_table").main([*map(str, reports), "--out", str(out)]) == 0
+    rows = read_csv(out.with_suffix(".csv"))
+    assert [(r["variant"], r["intervention"]) for r in rows] == [("reset", "door"), ("carry", "goal")]
+    assert all(r["run"] for r in rows) and "| DynamicMaze-v0 | carry z | goal after step 3 |" in out.read_text()
+    assert f"--intervention goal --intervention-step 3 --json {reports[0]}" in out.read_text()
+    (tmp_path / "other.json").write_text('{"success_rate": 1.0}')
+    assert command("intervention_table").main([str(tmp_path / "other.json"), "--out", str(out)]) == 2
+    assert "not an evaluate --intervention report" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help(name):
     result = run(str(ANALYSIS / f"{name}.py"), "--help", timeout=30)
