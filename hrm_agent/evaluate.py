@@ -81,20 +81,28 @@ class EvalResult:
             out[name], out[f"{name}_se"] = mean_se(values)
         return out
 
-    def intervention_summary(self) -> dict[str, float]:
-        """Over the episodes the intervention was applied to: ``applied`` (their number),
-        ``success_after`` and ``extra_steps`` (steps taken after it minus the shortest path then, over
-        those that reached the goal), means and standard errors."""
-        from hrm_agent.analysis import mean_se
-
+    @property
+    def intervened(self) -> np.ndarray:
+        """(episodes,) bool: the intervention was applied to the episode."""
         if self.intervention_step is None or self.shortest_after is None:
             raise ValueError("this evaluation ran without an intervention")
-        applied = self.intervention_step >= 0
-        reached = applied & self.success
-        extra = (self.length - self.intervention_step - self.shortest_after)[reached]
-        out = {"applied": float(applied.sum())}
-        out["success_after"], out["success_after_se"] = mean_se(self.success[applied].astype(float))
-        out["extra_steps"], out["extra_steps_se"] = mean_se(extra.astype(float))
+        return self.intervention_step >= 0
+
+    @property
+    def extra_steps(self) -> np.ndarray:
+        """Steps taken after the intervention minus the shortest path then, for each episode it was
+        applied to that reached the goal."""
+        reached = self.intervened & self.success
+        return (self.length - self.intervention_step - self.shortest_after)[reached]
+
+    def intervention_summary(self) -> dict[str, float]:
+        """Over the episodes the intervention was applied to: ``applied`` (their number),
+        ``success_after`` and ``extra_steps`` (over those that reached the goal), means and standard errors."""
+        from hrm_agent.analysis import mean_se
+
+        out = {"applied": float(self.intervened.sum())}
+        out["success_after"], out["success_after_se"] = mean_se(self.success[self.intervened].astype(float))
+        out["extra_steps"], out["extra_steps_se"] = mean_se(self.extra_steps.astype(float))
         return out
 
 
@@ -260,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.intervention_step < 1:
         parser.error("--intervention-step must be at least 1")
 
+    from envs.base import static_kwargs
     from hrm_agent.agent import HRMAgent
+    from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
     from hrm_agent.checkpoint import CheckpointError
 
     try:
@@ -273,9 +283,6 @@ def main(argv: list[str] | None = None) -> int:
                       record_latents=args.save_latents is not None or args.intervention is not None,
                       latent_positions=args.latent_positions, intervention=args.intervention,
                       intervention_step=args.intervention_step)
-    from envs.base import static_kwargs
-    # format_mean_se: "m ± se", "m" for one value, "–" for none
-    from hrm_agent.analysis import format_mean_se, mean_se, settling_table
 
     report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
                               "variant": agent.variant, "episodes": args.episodes, "seed": args.seed}
@@ -283,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")
     print(f"mean length:     {format_mean_se(result.length.astype(float), 2)}")
     print(f"path efficiency: {format_mean_se(result.path_efficiency, 3)}"
-          f"  (successful episodes: {int(result.success.sum())})")
+          f"  (successful episodes: {int(result.success.sum())}"
+          + ("; against the shortest path at the start, before the intervention)" if args.intervention else ")"))
     shares = result.action_shares()
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
     print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
@@ -291,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.intervention:
         # the control: the same episodes, also without dynamics, and no intervention
         control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs))
-        applied = result.intervention_step >= 0
-        reached = applied & result.success
-        extra = (result.length - result.intervention_step - result.shortest_after)[reached]
+        applied = result.intervened
         report.update(intervention=args.intervention, intervention_step=args.intervention_step,
                       **result.intervention_summary())
         report["success_without"], report["success_without_se"] = mean_se(control.success[applied].astype(float))
@@ -301,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{int(applied.sum())} of {args.episodes} episodes (the others had ended or had no cell for it)")
         print(f"success after:   {format_mean_se(result.success[applied].astype(float), 3)}  (the same episodes "
               f"without it: {format_mean_se(control.success[applied].astype(float), 3)})")
-        print(f"extra steps:     {format_mean_se(extra.astype(float), 2)}  (after it, over the new shortest path; "
-              f"episodes that reached the goal: {int(reached.sum())})")
+        print(f"extra steps:     {format_mean_se(result.extra_steps.astype(float), 2)}  (after it, over the new "
+              f"shortest path; episodes that reached the goal: {len(result.extra_steps)})")
         rows = {(r["level"], r["steps"]): r for r in settling_table([result.latents])}
         for level in ("z_H", "z_L"):
             first, other = rows[(level, "intervention")], rows[(level, "other")]
