@@ -12,7 +12,9 @@ budget and settings, and writes per env:
   success and path efficiency (mean ± standard error over seeds; with one seed,
   the standard error over its evaluation episodes), env steps to first reach
   90 % greedy success, training wall-clock, and the command that produces it;
-- ``analysis/results/ablation_{env}.csv``: the same numbers, one row per arm.
+- ``analysis/results/ablation_{env}.csv``: the same numbers, one row per arm;
+- where an arm ran both carry z and reset z, their difference with a bootstrap
+  interval over seeds (``hrm_agent.bench.learn.compare_variants``).
 
 A row's settings are over the package defaults of its day (its ``defaults``
 fingerprint). Rows recorded before the learning levers became defaults get, in
@@ -28,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from hrm_agent.analysis import format_mean_se, mean_se, number, write_csv
-from hrm_agent.bench.learn import curve_mean
+from hrm_agent.bench.learn import compare_variants, curve_mean
 from hrm_agent.checkpoint import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -111,8 +113,14 @@ def main() -> int:
         print(f"error: no results in {ARMS}", file=sys.stderr)
         return 2
     by_env: dict[str, list[dict[str, str]]] = defaultdict(list)
+    comparisons: dict[str, list[str]] = defaultdict(list)
     for key, rows in groups.items():
         by_env[key[0]].append(summarise(key[1], rows))
+        # the same arm, env, budget and settings with reset z (its fingerprint differs in carry_z)
+        reset = [r for k, group in groups.items() if k[2] == "reset" and k[:2] + k[3:6] == key[:2] + key[3:6]
+                 for r in group]
+        if key[2] == "carry" and reset:
+            comparisons[key[0]].append(f"- {key[1]}: {compare_variants(rows, reset)}")
     for env, arms in by_env.items():
         arms.sort(key=lambda a: (a["budget"], a["arm"] != "default", a["arm"]))
         write_csv(RESULTS / f"ablation_{env}.csv", FIELDS, [{k: a[k] for k in FIELDS} for a in arms])
@@ -136,6 +144,8 @@ def main() -> int:
             lines.append(f"| {a['arm']} | {a['learner']} | {settings} | {int(a['budget']):,} | {a['seeds']} "
                          f"| {a['final_success']} | {a['path_efficiency']} | {a['steps_to_90']} "
                          f"| {a['wall_clock_min']} | {a['curve_mean']} |")
+        if comparisons[env]:
+            lines += ["", "Carry z against reset z where an arm has both:", "", *comparisons[env]]
         lines += ["", "Commands (* recorded by a package version whose configs had fewer fields, so its",
                   "fingerprint cannot confirm the command; the settings are the same):", ""]
         lines += [f"- {a['arm']}{'' if a['confirmed'] else ' *'}: `{a['command']}`" for a in arms]
