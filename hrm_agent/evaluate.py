@@ -116,6 +116,7 @@ def evaluate(
     latent_positions: str = "all",
     intervention: str | None = None,
     intervention_step: int = 3,
+    deterministic: bool = True,
 ) -> EvalResult:
     """Run ``n_episodes`` greedy episodes of the agent's env (``env_kwargs`` override its kwargs).
 
@@ -124,6 +125,7 @@ def evaluate(
     from the trace of the forward pass that chose the action) and context, see
     :mod:`hrm_agent.latents`; the episodes played are the same as without it.
     ``latent_positions``: record every position (``"all"``) or the query position only (``"query"``).
+    ``deterministic=False`` acts at random with probability ``exploration_final_eps`` (``HRMAgent.predict``).
     With ``intervention`` (``"goal"``/``"door"``), each episode still running after ``intervention_step``
     steps gets it (``DynamicGridEnv.intervene``) before its next observation, which is flagged ``changed``
     and ``path_changed``; the envs run without their own changes (``envs.base.static_kwargs``) unless
@@ -159,7 +161,7 @@ def evaluate(
     with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
         while active.any():
             # finished episodes stay in the batch (keeping shapes fixed); their actions are ignored
-            actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+            actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
             episode_start = np.zeros(n_episodes, dtype=bool)
             rows = np.flatnonzero(active)
             np.add.at(action_counts, np.asarray(actions)[rows].astype(np.int64), 1)
@@ -260,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                              "after --intervention-step steps (episodes run with change_prob=0)")
     parser.add_argument("--intervention-step", type=int, default=3, metavar="K",
                         help="with --intervention: the step after which it happens (default 3)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="act at random with probability exploration_final_eps, as during training, instead "
+                             "of greedily")
     parser.add_argument("--json", metavar="PATH", help="also write the printed figures to PATH as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
@@ -282,11 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
                       record_latents=args.save_latents is not None or args.intervention is not None,
                       latent_positions=args.latent_positions, intervention=args.intervention,
-                      intervention_step=args.intervention_step)
+                      intervention_step=args.intervention_step, deterministic=not args.stochastic)
 
     report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
-                              "variant": agent.variant, "episodes": args.episodes, "seed": args.seed}
-    print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}")
+                              "variant": agent.variant, "episodes": args.episodes, "seed": args.seed,
+                              "policy": "stochastic" if args.stochastic else "greedy"}
+    print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}"
+          + (f"  policy: random action with probability {agent.config.exploration_final_eps}"
+             if args.stochastic else ""))
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")
     print(f"mean length:     {format_mean_se(result.length.astype(float), 2)}")
     print(f"path efficiency: {format_mean_se(result.path_efficiency, 3)}"
@@ -294,11 +302,12 @@ def main(argv: list[str] | None = None) -> int:
           + ("; against the shortest path at the start, before the intervention)" if args.intervention else ")"))
     shares = result.action_shares()
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
-    print("greedy actions:  " + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
+    print(("actions:         " if args.stochastic else "greedy actions:  ") + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
           ("  (one action on over 90 % of steps: a collapsed policy)" if shares.max() > 0.9 else ""))
     if args.intervention:
         # the control: the same episodes, also without dynamics, and no intervention
-        control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs))
+        control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs),
+                           deterministic=not args.stochastic)
         applied = result.intervened
         report.update(intervention=args.intervention, intervention_step=args.intervention_step,
                       **result.intervention_summary())

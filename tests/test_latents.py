@@ -247,3 +247,11 @@ def test_a_file_with_an_impossible_intervention_step_is_refused(recorded, tmp_pa
     lat.intervention_step = lat.episode_length.copy()  # no row sees it
     with pytest.raises(LatentsError, match="intervention_step"):
         save(tmp_path / "bad.npz", lat)
+
+
+def test_a_stochastic_evaluation_acts_at_random_with_the_final_exploration_rate():
+    config = tiny_config(carry_z=False, exploration_final_eps=1.0)
+    agent = HRMAgent("DynamicMaze-v0", config, env_kwargs=TINY_ENV, seed=2)
+    greedy, random_ = evaluate(agent, 8, seed=3), evaluate(agent, 8, seed=3, deterministic=False)
+    assert greedy.action_shares().max() > random_.action_shares().max()
+    assert (random_.action_counts > 0).all() and random_.action_shares().max() < 0.5
