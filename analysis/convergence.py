@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
+    from hrm_agent.analysis import MEASURES, SPLITS
+
     parser.add_argument("--include-first-step", action="store_true", help="keep each episode's first step")
-    parser.add_argument("--split", choices=["path", "any"], default="path",
+    parser.add_argument("--split", choices=SPLITS, default="path",
                         help="a step counts as changed when the change touched the shortest path (default) or "
                              "when any wall or door changed")
-    parser.add_argument("--measure", choices=["mse", "query"], default="mse",
+    parser.add_argument("--measure", choices=MEASURES, default="mse",
                         help="mean squared difference over all positions (default) or the authors' squared "
                              "distance of the query token")
 

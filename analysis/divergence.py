@@ -21,12 +21,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hrm_agent.analysis import figure_command, load_latents, write_divergence
+    from hrm_agent.analysis import MEASURES, figure_command, load_latents, write_divergence
 
     return figure_command(
         "python analysis/divergence.py", __doc__, "run directories with latents.npz, or latents files", DEFAULT_OUT,
         lambda args: write_divergence(load_latents(args.sources), args.out, args.measure), argv,
-        extra=lambda p: p.add_argument("--measure", choices=["mse", "query"], default="mse",
+        extra=lambda p: p.add_argument("--measure", choices=MEASURES, default="mse",
                                        help="mean squared difference over all positions (default) or the authors' "
                                             "squared distance of the query token"),
     )
