@@ -104,11 +104,14 @@ def summarise(arm: str, rows: list[dict[str, str]]) -> dict[str, str]:
 
 def main() -> int:
     groups: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
+    reset_rows: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
     for path in sorted(ARMS.glob("*.csv")):
         with path.open(newline="") as f:
             for r in csv.DictReader(f):
                 key = (r["env"], path.stem, r["variant"], r["budget"], r["settings"], r["env_kwargs"], r.get("defaults", ""))
                 groups[key].append(r)
+                if r["variant"] == "reset":  # by arm without the fingerprint, which differs in carry_z
+                    reset_rows[(r["env"], path.stem, r["budget"], r["settings"], r["env_kwargs"])].append(r)
     if not groups:
         print(f"error: no results in {ARMS}", file=sys.stderr)
         return 2
@@ -116,10 +119,9 @@ def main() -> int:
     comparisons: dict[str, list[str]] = defaultdict(list)
     for key, rows in groups.items():
         by_env[key[0]].append(summarise(key[1], rows))
-        # the same arm, env, budget and settings with reset z (its fingerprint differs in carry_z)
-        reset = [r for k, group in groups.items() if k[2] == "reset" and k[:2] + k[3:6] == key[:2] + key[3:6]
-                 for r in group]
-        if key[2] == "carry" and reset:
+        env, arm, variant, budget, settings, env_kwargs, _ = key
+        reset = reset_rows.get((env, arm, budget, settings, env_kwargs))
+        if variant == "carry" and reset:
             comparisons[key[0]].append(f"- {key[1]}: {compare_variants(rows, reset)}")
     for env, arms in by_env.items():
         arms.sort(key=lambda a: (a["budget"], a["arm"] != "default", a["arm"]))
