@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -364,11 +365,19 @@ def test_bad_input_gives_one_line_and_exit_code_2(name, runs, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch):
+def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
+    from hrm_agent.evaluate import main as evaluate_main
+
+    replanning = []
+    for variant, run_dir in runs.items():  # re-planning recordings for the settling section
+        replanning.append(tmp_path / f"{variant}_goal.npz")
+        assert evaluate_main([str(run_dir), "--episodes", "4", "--intervention", "goal", "--intervention-step", "1",
+                              "--save-latents", str(replanning[-1])]) == 0
     monkeypatch.setenv("HRM_LATENT_RUNS", os.pathsep.join(str(d) for d in runs.values()))
+    monkeypatch.setenv("HRM_INTERVENTION_RUNS", os.pathsep.join(str(p) for p in replanning))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(ANALYSIS / "latents.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # stored clean
@@ -377,3 +386,8 @@ def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the two figures
     assert any("carry z" in o.get("text", "") for o in outputs)
+    text = "".join(o.get("text", "") for o in outputs)
+    for variant in ("carry", "reset"):  # the settling section read both recordings
+        assert f"{variant} z, intervention goal, applied in" in text
+        assert re.search(rf"z_H {variant} *z, intervention +steps: \d+\.\d\d iterations", text), text
+
