@@ -76,6 +76,16 @@ class HRMConfig(BaseModel):
         "and goal_token",
     )
 
+    readout: Literal["query", "neighbors"] = "query"
+    """Where the Q head reads ``z_H``: ``query``, the query token (the HRM's read-out position), one
+    output per action; ``neighbors``, the cell each action moves the agent to (``action_offsets`` from
+    the ``rope_anchor_token`` cell; a move off the grid reads the agent's own cell), one shared value
+    output per cell, so that Q(s, a) is the value the network computes for the cell the move leads to,
+    as in value-iteration networks. Needs grid_shape, rope_anchor_token and action_offsets."""
+    action_offsets: tuple[tuple[int, int], ...] | None = Field(
+        None, description="(row, column) step of each action on the token grid, for readout='neighbors'"
+    )
+
     rms_norm_eps: float = Field(1e-5, gt=0)
     rope_theta: float = Field(10000.0, gt=0)
 
@@ -107,6 +117,16 @@ class HRMConfig(BaseModel):
             raise ValueError(
                 f"goal_embedding needs goal_token and grid_shape with rows * cols = seq_len ({self.seq_len})"
             )
+        if self.readout == "neighbors":
+            if not grid_fits or self.rope_anchor_token is None:
+                raise ValueError(
+                    f"readout='neighbors' needs rope_anchor_token and grid_shape with rows * cols = seq_len "
+                    f"({self.seq_len})"
+                )
+            if self.action_offsets is None or len(self.action_offsets) != self.num_actions:
+                raise ValueError(
+                    f"readout='neighbors' needs action_offsets, one (row, column) step per action ({self.num_actions})"
+                )
         return self
 
     @property

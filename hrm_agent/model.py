@@ -11,6 +11,9 @@ input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
     z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
     Q     = W_Q z_H^{MNT}[query position] + b_Q
 
+(``readout="neighbors"``: ``Q(a) = w_Q . z_H^{MNT}[cell that action a leads to] + b_Q``, one
+shared value read at each of the agent's neighbouring cells.)
+
 Only the last iteration is differentiable (the 1-step gradient): memory does
 not grow with the number of cycles or segments. Deep supervision (the
 learner's choice, see ``dqn.py``) runs one segment per call instead. The
@@ -132,7 +135,8 @@ class HRMQNetwork(nn.Module):
         # rather than of an arbitrary initial value function; non-zero, so the
         # trunk gets gradient from the first update and greedy ties are broken
         # differently in different states.
-        self.q_head = CastedLinear(D, config.num_actions, bias=True)
+        # With readout="neighbors" one value per cell, read at the cell each action leads to.
+        self.q_head = CastedLinear(D, 1 if config.readout == "neighbors" else config.num_actions, bias=True)
         with torch.no_grad():
             trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
 
@@ -273,14 +277,34 @@ class HRMQNetwork(nn.Module):
         z_H = self.H_level(z_H, z_L, cos_sin)
 
         new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        # Q in float32 even for a bf16 trunk: bf16 resolves only ~0.004 near 1,
-        # the size of the TD errors the values must track.
-        q_values = self.q_head(z_H[:, 0].float())
+        q_values = self.q_values(z_H, tokens)
         if not trace:
             return new_carry, q_values
         trace_H.append(new_carry.z_H)
         trace_L.append(new_carry.z_L)
         return new_carry, q_values, HRMTrace(z_H=torch.stack(trace_H), z_L=torch.stack(trace_L))
+
+    def readout_positions(self, tokens: Tensor) -> Tensor:
+        """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
+        the cell the action moves the agent to, or the agent's own cell for a move off the grid."""
+        cfg = self.config
+        assert cfg.grid_shape is not None and cfg.action_offsets is not None
+        rows, cols = cfg.grid_shape
+        row, col = self.anchor_cell(tokens)
+        offsets = torch.tensor(cfg.action_offsets, device=tokens.device)
+        to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
+        inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
+        cell = torch.where(inside, to_row * cols + to_col, (row * cols + col)[:, None])
+        return cell + 1
+
+    def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
+        """(B, A) float32 Q-values from the final z_H (B, S, D). In float32 even for a bf16 trunk: bf16
+        resolves only ~0.004 near 1, the size of the TD errors the values must track."""
+        if self.config.readout == "query":
+            return self.q_head(z_H[:, 0].float())
+        index = self.readout_positions(tokens)
+        cells = z_H.gather(1, index[:, :, None].expand(-1, -1, z_H.shape[-1]))  # (B, A, D)
+        return self.q_head(cells.float()).squeeze(-1)
 
     # ------------------------------------------------------------ carry modes
 

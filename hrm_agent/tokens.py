@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from envs.oracle import MOVES
 from envs.tokens import AGENT, EMPTY, GOAL
 from hrm_agent.replay import GoalTokens
 
@@ -58,13 +59,15 @@ class Tokenizer:
 
     def model_fields(self) -> dict[str, Any]:
         """The ``HRMConfig`` fields that come from the observation: sequence length, vocabulary, the
-        token grid and the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings)."""
+        token grid, the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings) and
+        each action's (row, column) step (the neighbors read-out)."""
         return {
             "seq_len": self.seq_len,
             "vocab_size": self.vocab_size,
             "grid_shape": self.token_grid,
             "rope_anchor_token": AGENT,
             "goal_token": GOAL,
+            "action_offsets": tuple((dy, dx) for dx, dy in MOVES),
         }
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

@@ -270,7 +270,7 @@ def test_a_model_saved_before_segments_and_carry_modes_loads_as_it_was(tmp_path)
     agent = HRMAgent("DynamicMaze-v0", tiny_config(carry="full"), env_kwargs=TINY_ENV)
     agent.save(tmp_path / "model.pt")
     data = checkpoint.load_file(tmp_path / "model.pt")
-    for key in ("segments", "mlp_width_multiple", "grid_shape", "rope_anchor_token"):
+    for key in ("segments", "mlp_width_multiple", "grid_shape", "rope_anchor_token", "readout", "action_offsets"):
         del data["model_config"][key]
     del data["config"]["carry"]
     checkpoint.save_file(tmp_path / "old.pt", "model", {k: v for k, v in data.items() if k not in ("format", "version", "kind")})
