@@ -41,8 +41,9 @@ FIELDS = [
 ]
 
 
-# The defaults before rope2d, the goal embedding and hindsight goals became defaults.
-PREVIOUS_DEFAULTS = ["model.pos_encodings=rope", "model.goal_embedding=false", "her_ratio=0.0"]
+# The defaults before rope2d, the goal embedding, hindsight goals and the neighbours read-out became
+# defaults (a row that sets some of these keys keeps its own values).
+PREVIOUS_DEFAULTS = ["model.pos_encodings=rope", "model.goal_embedding=false", "her_ratio=0.0", "model.readout=query"]
 
 
 def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recorded: str) -> tuple[str, bool]:

@@ -10,7 +10,7 @@ Notation: ``z^i`` is the state after recurrent iteration ``i`` of a forward
 pass (``z^0`` the state it started from, ``z^{NT}`` the final one). Two
 distances ``d`` (``measure``): ``"mse"``, the mean over all positions and hidden
 units of the squared difference; ``"query"``, the HRM-Agent authors' measure:
-the squared difference of the query-position vector (where Q is read and what
+the squared difference of the query-position vector (the HRM's read-out token and what
 ``carry: token`` carries; their last token) summed over the hidden units.
 
 - **Convergence**: ``d(z^i, z^{NT})`` against ``i = 0 .. NT`` for ``z_H`` and

@@ -51,7 +51,7 @@ class HRMConfig(BaseModel):
     """``rope``: 1-D rotary positions over the row-major token order (the reference's default);
     ``rope2d``: 2-D rotary positions, half of each head's rotation pairs turning with the token's
     row and half with its column, the query token placed on the cell of ``rope_anchor_token``
-    (the agent), so that attention from where Q is read depends on offsets from the agent;
+    (the agent), so that attention from the query token depends on offsets from the agent;
     ``learned``: a learned table."""
     grid_shape: tuple[int, int] | None = Field(
         None, description="(rows, cols) of the token grid; needed by rope2d and the anchor and goal embeddings"

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(default RUN_DIR/latents.npz)")
     parser.add_argument("--latent-positions", choices=["all", "query"], default="all",
                         help="with --save-latents: every position's state (default) or only the query "
-                             "position's, where Q is read (1/S of the size)")
+                             "position's, the HRM's read-out token (1/S of the size)")
     parser.add_argument("--intervention", choices=["goal", "door"],
                         help="re-planning test: move the goal off the agent's shortest path, or close a door on it, "
                              "after --intervention-step steps (episodes run with change_prob=0)")

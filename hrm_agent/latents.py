@@ -64,7 +64,7 @@ episode runs to the 44-step limit, so this is the upper bound) gave a 122 MB
 file; an agent that reaches the goal by the shortest path (9.4 steps per
 episode on average) would write about 27 MB. The size grows linearly with
 steps, ``M*N*T``, ``P`` and ``D``. Recording the query position only
-(``positions="query"``, ``--latent-positions query``: where Q is read and what
+(``positions="query"``, ``--latent-positions query``: the HRM's read-out token and what
 ``carry: token`` carries, the HRM-Agent authors' last token) divides the
 latents by ``S``: 2 x ``M*N*T`` x ``D`` float16 values per step, 512 bytes with
 the default config and 4 KB with the ``paper`` preset's 8 segments and hidden 64.

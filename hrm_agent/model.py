@@ -97,7 +97,7 @@ class HRMQNetwork(nn.Module):
         embed_std = 1.0 / self.embed_scale
         self.embed_tokens = CastedEmbedding(config.vocab_size, D, init_std=embed_std, cast_to=self.forward_dtype)
         # The query token takes the place of the reference's puzzle embedding at
-        # position 0, where the Q head reads. Drawn like a token embedding (not
+        # position 0, where the Q head reads with ``readout="query"``. Drawn like a token embedding (not
         # zero) so that it is told apart from the observation tokens from the start.
         self.query_token = nn.Parameter(trunc_normal_init_(torch.empty(D), std=embed_std))
         if config.pos_encodings == "rope":
@@ -313,7 +313,7 @@ class HRMQNetwork(nn.Module):
         """What carry z keeps of a step's final state, stacked ``(z_H, z_L)``.
 
         ``"full"``: every position, (2, B, S, D). ``"token"``: the vectors at the
-        query position (where Q is read), (2, B, D); as in the HRM-Agent authors'
+        query position (the HRM's read-out token), (2, B, D); as in the HRM-Agent authors'
         code, they seed the next step at every position.
         """
         if mode == "full":

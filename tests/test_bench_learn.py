@@ -192,6 +192,11 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
     # a field added later, at the value that does what runs did before it, keeps older rows matching
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.0}) == base
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.8}) != base
+    model = {**config, "model": {"hidden_size": 32}}
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "model": {"hidden_size": 32, "readout": "query"}}) == \
+        fingerprint("DynamicMaze-v0", {}, model)
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "model": {"hidden_size": 32, "readout": "neighbors"}}) != \
+        fingerprint("DynamicMaze-v0", {}, model)
 
 
 def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interval():

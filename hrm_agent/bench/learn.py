@@ -147,6 +147,7 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
 # Config fields added after results were recorded, with the value that does what runs did before
 # them: left out of the fingerprint at that value, so older rows still match.
 FINGERPRINT_OFF = {"her_ratio": 0.0}
+FINGERPRINT_MODEL_OFF = {"readout": "query"}  # the same for fields of the HRM's ``model`` section
 
 
 def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[str, Any]) -> str:
@@ -166,6 +167,9 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
               if p.default is not inspect.Parameter.empty}
     learner_config = {k: v for k, v in learner_config.items()
                       if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
+    if isinstance(learner_config.get("model"), dict):
+        learner_config["model"] = {k: v for k, v in learner_config["model"].items()
+                                   if not (k in FINGERPRINT_MODEL_OFF and v == FINGERPRINT_MODEL_OFF[k])}
     text = json.dumps({"env": env_id, "env_params": {**params, **env_kwargs}, "learner": learner_config},
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
