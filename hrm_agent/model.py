@@ -137,6 +137,9 @@ class HRMQNetwork(nn.Module):
         # differently in different states.
         # With readout="neighbors" one value per cell, read at the cell each action leads to.
         self.q_head = CastedLinear(D, 1 if config.readout == "neighbors" else config.num_actions, bias=True)
+        if config.readout == "neighbors":  # (A, 2) row, column step of each action; not saved (it is config)
+            assert config.action_offsets is not None  # checked by HRMConfig
+            self.register_buffer("action_offsets", torch.tensor(config.action_offsets), persistent=False)
         with torch.no_grad():
             trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
 
@@ -288,10 +291,10 @@ class HRMQNetwork(nn.Module):
         """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
         the cell the action moves the agent to, or the agent's own cell for a move off the grid."""
         cfg = self.config
-        assert cfg.grid_shape is not None and cfg.action_offsets is not None
+        assert cfg.grid_shape is not None
         rows, cols = cfg.grid_shape
         row, col = self.anchor_cell(tokens)
-        offsets = torch.tensor(cfg.action_offsets, device=tokens.device)
+        offsets = self.action_offsets.to(tokens.device)
         to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
         inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
         cell = torch.where(inside, to_row * cols + to_col, (row * cols + col)[:, None])
