@@ -124,6 +124,56 @@ def test_token_grid_extractor_one_hot_features(shape, extractor):
     assert torch.equal(net(obs), net(border))
 
 
+def test_agent_view_centres_the_grid_on_the_agent():
+    from envs.tokens import AGENT, EMPTY, GOAL, WALL
+    from hrm_agent.baselines.sb3 import TokenGridExtractor
+
+    space = gym.spaces.Box(0, 5, (7, 9), np.uint8)  # cropped: 5 x 7 cells -> a 9 x 13 window
+    net = TokenGridExtractor(space, channels=[4], features_dim=8, view="agent")
+    rng = np.random.default_rng(0)
+    grids = rng.choice([EMPTY, WALL], size=(4, 7, 9)).astype(np.uint8)
+    cells = [(1, 1), (5, 7), (3, 4), (2, 6)]  # corners of the cropped grid, its middle, elsewhere
+    for grid, (row, col) in zip(grids, cells):
+        grid[row, col] = AGENT
+        grid[5 if row < 3 else 1, 1 if col > 4 else 7] = GOAL
+    tokens = torch.as_tensor(grids).long()[:, 1:-1, 1:-1]
+    window = net.centred_on_agent(tokens)
+    assert window.shape == (4, 9, 13)
+    for b, (row, col) in enumerate(cells):
+        r0, c0 = row - 1, col - 1  # the agent's cell in the cropped grid
+        for r in range(9):
+            for c in range(13):
+                y, x = r - 4 + r0, c - 6 + c0
+                expected = tokens[b, y, x] if 0 <= y < 5 and 0 <= x < 7 else WALL
+                assert window[b, r, c] == expected, (b, r, c)
+        assert window[b, 4, 6] == AGENT
+    # the agent's surroundings land at the same window cells wherever it stands
+    shifted = np.full((1, 7, 9), EMPTY, np.uint8)
+    shifted[0, 2, 2], shifted[0, 2, 4] = AGENT, GOAL
+    other = np.full((1, 7, 9), EMPTY, np.uint8)
+    other[0, 4, 5], other[0, 4, 7] = AGENT, GOAL
+    a, b = (net.centred_on_agent(torch.as_tensor(g).long()[:, 1:-1, 1:-1]) for g in (shifted, other))
+    assert a[0, 4, 8] == b[0, 4, 8] == GOAL
+    assert net(torch.as_tensor(grids).float()).shape == (4, 8)
+    with pytest.raises(ValueError, match="view must be"):
+        TokenGridExtractor(space, view="goal")
+
+
+def test_agent_view_trains_and_reloads(tmp_path):
+    from hrm_agent.baselines.cli import main
+
+    run_dir = tmp_path / "run"
+    code = main(["--algo", "dqn", "--env", "DynamicMaze-v0", "--total-steps", "64", "--run-dir", str(run_dir),
+                 "--no-progress", "--set", "policy.view=agent", "--set", "learning_starts=16",
+                 "--set", "eval_episodes=2", "--set", "eval_freq=0", "--set", "n_envs=2"])
+    assert code == 0
+    assert "view: agent" in (run_dir / "config.yaml").read_text()
+    from stable_baselines3 import DQN
+
+    model = DQN.load(run_dir / "final_model.zip", device="cpu")
+    assert model.q_net.features_extractor.view == "agent"
+
+
 def main_error(capsys, *argv: str) -> str:
     """Run the CLI in-process; return its one-line error after checking exit code 2."""
     from hrm_agent.baselines.cli import main

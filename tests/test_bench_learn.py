@@ -197,6 +197,11 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
         fingerprint("DynamicMaze-v0", {}, model)
     assert fingerprint("DynamicMaze-v0", {}, {**config, "model": {"hidden_size": 32, "readout": "neighbors"}}) != \
         fingerprint("DynamicMaze-v0", {}, model)
+    policy = {**config, "policy": {"features_dim": 64}}
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "policy": {"features_dim": 64, "view": "grid"}}) == \
+        fingerprint("DynamicMaze-v0", {}, policy)
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "policy": {"features_dim": 64, "view": "agent"}}) != \
+        fingerprint("DynamicMaze-v0", {}, policy)
 
 
 def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interval():

@@ -43,6 +43,12 @@ class PolicyConfig(BaseModel):
     features_dim: int = Field(64, ge=1)
     crop_border: bool = True
     """Drop the grid's constant outer ring of walls, as the HRM agent does."""
+    view: Literal["grid", "agent"] = "grid"
+    """``grid``: the grid as observed, each cell at its absolute position; ``agent``: the same grid
+    shifted so that the agent sits at the centre of a ``(2H-1, 2W-1)`` window padded with walls (an
+    egocentric view of the whole grid, not rotated), so that the cells beside the agent and the goal's
+    offset from it are at fixed places for the convolutions: the 2-D position help the HRM agent gets
+    from ``pos_encodings: rope2d``, ``goal_embedding`` and ``readout: neighbors``."""
     net_arch: list[int] = Field(default_factory=lambda: [64])
     """Hidden layers after the extractor (DQN: the Q head; PPO: policy and value heads each)."""
 

@@ -25,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from envs.tokens import AGENT, WALL
 from hrm_agent.agent import EVAL_SEED_OFFSET, LOG_INTERVAL
 from hrm_agent.baselines.config import BaselineConfig, RecurrentPPOConfig
 from hrm_agent.checkpoint import atomic_write
@@ -44,6 +45,9 @@ class TokenGridExtractor(BaseFeaturesExtractor):
         channels: output channels of each convolution.
         features_dim: size of the output features (after a ReLU).
         crop_border: drop the grid's outer ring (constant walls in our envs).
+        view: ``"grid"`` (the grid as observed) or ``"agent"`` (re-centred on the agent: a
+            ``(2H-1, 2W-1)`` window, after cropping, with the agent's cell in the middle and walls
+            outside the grid; an observation without the agent is centred on its middle cell).
     """
 
     def __init__(
@@ -53,14 +57,22 @@ class TokenGridExtractor(BaseFeaturesExtractor):
         channels: tuple[int, ...] | list[int] = (16, 16),
         features_dim: int = 64,
         crop_border: bool = True,
+        view: str = "grid",
     ) -> None:
         super().__init__(observation_space, features_dim)
+        if view not in ("grid", "agent"):
+            raise ValueError(f"view must be 'grid' or 'agent', got {view!r}")
         tokenizer = Tokenizer(observation_space, crop_border)
         self.crop_border = crop_border
+        self.view = view
         self.vocab_size = tokenizer.vocab_size
-        height, width = tokenizer.grid_shape
-        if crop_border:
-            height, width = height - 2, width - 2
+        height, width = tokenizer.token_grid
+        self.grid = (height, width)
+        if view == "agent":
+            height, width = 2 * height - 1, 2 * width - 1
+            # the window's row and column offsets, made once
+            self.register_buffer("window_rows", torch.arange(height), persistent=False)
+            self.register_buffer("window_cols", torch.arange(width), persistent=False)
         layers: list[nn.Module] = []
         in_channels = self.vocab_size
         if extractor == "conv":
@@ -77,8 +89,24 @@ class TokenGridExtractor(BaseFeaturesExtractor):
         tokens = observations.long().clamp_(0, self.vocab_size - 1)
         if self.crop_border:
             tokens = tokens[:, 1:-1, 1:-1]
+        if self.view == "agent":
+            tokens = self.centred_on_agent(tokens)
         one_hot = nn.functional.one_hot(tokens, self.vocab_size).permute(0, 3, 1, 2).float()
         return self.net(one_hot)
+
+    def centred_on_agent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W)`` token ids -> ``(B, 2H-1, 2W-1)``: window ``[r, c]`` holds cell
+        ``(r - H + 1 + agent_row, c - W + 1 + agent_col)``, a wall where that lies off the grid."""
+        batch, height, width = tokens.shape
+        is_agent = (tokens == AGENT).flatten(1)
+        # the first agent cell (argmax of the mask); no agent: the middle cell
+        cell = torch.where(is_agent.any(1), is_agent.float().argmax(1), (height // 2) * width + width // 2)
+        rows = (cell // width)[:, None] + self.window_rows - (height - 1)  # (B, 2H-1) grid rows of the window
+        cols = (cell % width)[:, None] + self.window_cols - (width - 1)  # (B, 2W-1)
+        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+        flat = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
+        window = tokens.flatten(1).gather(1, flat.flatten(1)).view_as(flat)
+        return torch.where(inside, window, torch.full_like(window, WALL))
 
 
 def policy_kwargs(algo: str, config: BaselineConfig) -> dict[str, Any]:
@@ -86,7 +114,8 @@ def policy_kwargs(algo: str, config: BaselineConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "features_extractor_class": TokenGridExtractor,
         "features_extractor_kwargs": {"extractor": p.extractor, "channels": list(p.channels),
-                                      "features_dim": p.features_dim, "crop_border": p.crop_border},
+                                      "features_dim": p.features_dim, "crop_border": p.crop_border,
+                                      "view": p.view},
         "net_arch": list(p.net_arch) if algo == "dqn" else {"pi": list(p.net_arch), "vf": list(p.net_arch)},
     }
     if isinstance(config, RecurrentPPOConfig):

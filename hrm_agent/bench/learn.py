@@ -147,7 +147,8 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
 # Config fields added after results were recorded, with the value that does what runs did before
 # them: left out of the fingerprint at that value, so older rows still match.
 FINGERPRINT_OFF = {"her_ratio": 0.0}
-FINGERPRINT_MODEL_OFF = {"readout": "query"}  # the same for fields of the HRM's ``model`` section
+# the same for fields of a nested section: the HRM's ``model``, the baselines' ``policy``
+FINGERPRINT_NESTED_OFF = {"model": {"readout": "query"}, "policy": {"view": "grid"}}
 
 
 def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[str, Any]) -> str:
@@ -167,9 +168,10 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
               if p.default is not inspect.Parameter.empty}
     learner_config = {k: v for k, v in learner_config.items()
                       if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
-    if isinstance(learner_config.get("model"), dict):
-        learner_config["model"] = {k: v for k, v in learner_config["model"].items()
-                                   if not (k in FINGERPRINT_MODEL_OFF and v == FINGERPRINT_MODEL_OFF[k])}
+    for section, off in FINGERPRINT_NESTED_OFF.items():
+        if isinstance(learner_config.get(section), dict):
+            learner_config[section] = {k: v for k, v in learner_config[section].items()
+                                       if not (k in off and v == off[k])}
     text = json.dumps({"env": env_id, "env_params": {**params, **env_kwargs}, "learner": learner_config},
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
