@@ -67,7 +67,6 @@ class TokenGridExtractor(BaseFeaturesExtractor):
         self.view = view
         self.vocab_size = tokenizer.vocab_size
         height, width = tokenizer.token_grid
-        self.grid = (height, width)
         if view == "agent":
             height, width = 2 * height - 1, 2 * width - 1
             # the window's row and column offsets, made once
