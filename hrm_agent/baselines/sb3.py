@@ -100,12 +100,12 @@ class TokenGridExtractor(BaseFeaturesExtractor):
         is_agent = (tokens == AGENT).flatten(1)
         # the first agent cell (argmax of the mask); no agent: the middle cell
         cell = torch.where(is_agent.any(1), is_agent.float().argmax(1), (height // 2) * width + width // 2)
-        rows = (cell // width)[:, None] + self.window_rows - (height - 1)  # (B, 2H-1) grid rows of the window
-        cols = (cell % width)[:, None] + self.window_cols - (width - 1)  # (B, 2W-1)
-        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
-        flat = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
-        window = tokens.flatten(1).gather(1, flat.flatten(1)).view_as(flat)
-        return torch.where(inside, window, torch.full_like(window, WALL))
+        # in the grid padded with H-1 rows and W-1 columns of walls on each side, the window
+        # centred on cell (r, c) starts at (r, c)
+        padded = nn.functional.pad(tokens, (width - 1, width - 1, height - 1, height - 1), value=WALL)
+        rows = (cell // width)[:, None] + self.window_rows  # (B, 2H-1)
+        cols = (cell % width)[:, None] + self.window_cols  # (B, 2W-1)
+        return padded[torch.arange(batch, device=tokens.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def policy_kwargs(algo: str, config: BaselineConfig) -> dict[str, Any]:
