@@ -80,18 +80,21 @@ def dqn_update(
     next_carry = _start_carry(target, batch.z_next, None, n)
 
     with torch.no_grad():
-        _, next_q = target(next_carry, batch.next_obs)
+        next_q = target(next_carry, batch.next_obs, q_only=True)
         if double_q:  # online net picks a', target net evaluates it
-            _, next_q_online = online(next_carry, batch.next_obs)
+            next_q_online = online(next_carry, batch.next_obs, q_only=True)
             next_values = next_q.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
         else:
             next_values = next_q.max(1).values
         discount = gamma if batch.discounts is None else batch.discounts  # n-step samples: gamma^k
         y = td_target(batch.rewards, batch.terminated, next_values, discount)
 
-    steps, segments = (online.config.segments, 1) if deep_supervision else (1, None)
+    steps = online.config.segments if deep_supervision else 1
     for _ in range(steps):
-        carry, q = online(carry, batch.obs, segments=segments)  # carry comes back detached
+        if deep_supervision:  # one segment at a time; the carry comes back detached
+            carry, q = online(carry, batch.obs, segments=1)
+        else:  # all segments, no carry needed after them
+            q = online(carry, batch.obs, q_only=True)
         q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
         td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
         optimizer.zero_grad(set_to_none=True)

@@ -181,6 +181,19 @@ def apply_rotary_pos_emb(x: Tensor, cos_sin: CosSin) -> Tensor:
     return (xf * cos + _rotate_half(xf) * sin).to(x.dtype)
 
 
+def gather_positions(x: Tensor, positions: Tensor) -> Tensor:
+    """x: (B, S, D), positions: (B, P) long -> x at those positions, (B, P, D)."""
+    return x.gather(1, positions[:, :, None].expand(-1, -1, x.shape[-1]))
+
+
+def gather_cos_sin(cos_sin: CosSin, positions: Tensor) -> CosSin:
+    """Rotary tables (S, hd) or per sample (B, S, hd) -> the rows at ``positions`` (B, P), each (B, P, hd)."""
+    cos, sin = cos_sin
+    if cos.dim() == 2:
+        return cos[positions], sin[positions]
+    return gather_positions(cos, positions), gather_positions(sin, positions)
+
+
 class Attention(nn.Module):
     """Non-causal multi-head self-attention: fused qkv projection, RoPE, SDPA, no biases."""
 
@@ -191,17 +204,28 @@ class Attention(nn.Module):
         self.qkv_proj = CastedLinear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = CastedLinear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: Tensor, cos_sin: CosSin | None) -> Tensor:
-        """x: (B, S, D) -> (B, S, D)."""
+    def forward(self, x: Tensor, cos_sin: CosSin | None, positions: Tensor | None = None) -> Tensor:
+        """x: (B, S, D) -> (B, S, D); with ``positions`` (B, P) long, only those positions' outputs, (B, P, D).
+
+        Every position is still a key and value; only the queries are restricted.
+        """
         B, S, D = x.shape
-        # (B, S, 3D) -> (3, B, H, S, hd): the head-major layout SDPA wants.
-        qkv = self.qkv_proj(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        H, hd = self.num_heads, self.head_dim
+        if positions is None:
+            # (B, S, 3D) -> (3, B, H, S, hd): the head-major layout SDPA wants.
+            q, k, v = self.qkv_proj(x).view(B, S, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            q_cos_sin = cos_sin
+        else:
+            weight = self.qkv_proj.weight.to(x.dtype)  # rows: q, k, v
+            q = F.linear(gather_positions(x, positions), weight[:D]).view(B, -1, H, hd).transpose(1, 2)
+            k, v = F.linear(x, weight[D:]).view(B, S, 2, H, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            q_cos_sin = None if cos_sin is None else gather_cos_sin(cos_sin, positions)
         if cos_sin is not None:
-            q = apply_rotary_pos_emb(q, cos_sin)
+            assert q_cos_sin is not None
+            q = apply_rotary_pos_emb(q, q_cos_sin)
             k = apply_rotary_pos_emb(k, cos_sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, H, S, hd)
-        return self.o_proj(y.transpose(1, 2).reshape(B, S, D))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, H, S or P, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(B, -1, D))
 
 
 class SwiGLU(nn.Module):
@@ -234,9 +258,10 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config.hidden_size, config.expansion, config.mlp_width_multiple)
         self.norm_eps = config.rms_norm_eps
 
-    def forward(self, x: Tensor, cos_sin: CosSin | None) -> Tensor:
-        """x: (B, S, D) -> (B, S, D)."""
-        x = rms_norm(x + self.self_attn(x, cos_sin), self.norm_eps)
+    def forward(self, x: Tensor, cos_sin: CosSin | None, positions: Tensor | None = None) -> Tensor:
+        """x: (B, S, D) -> (B, S, D); with ``positions`` (B, P) long, only those positions' outputs, (B, P, D)."""
+        residual = x if positions is None else gather_positions(x, positions)
+        x = rms_norm(residual + self.self_attn(x, cos_sin, positions), self.norm_eps)
         x = rms_norm(x + self.mlp(x), self.norm_eps)
         return x
 
@@ -248,9 +273,17 @@ class ReasoningModule(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, hidden: Tensor, injection: Tensor, cos_sin: CosSin | None = None) -> Tensor:
-        """hidden, injection: (B, S, D) -> new hidden (B, S, D)."""
+    def forward(
+        self, hidden: Tensor, injection: Tensor, cos_sin: CosSin | None = None, positions: Tensor | None = None
+    ) -> Tensor:
+        """hidden, injection: (B, S, D) -> new hidden (B, S, D).
+
+        With ``positions`` (B, P) long: only those positions of the new hidden state, (B, P, D). Every
+        layer but the last still runs at all positions (the last one's keys and values need them); the
+        last computes its queries, output projection and MLP at the ``P`` positions only.
+        """
         hidden = hidden + injection  # input injection is additive
-        for layer in self.layers:
-            hidden = layer(hidden, cos_sin)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            hidden = layer(hidden, cos_sin, positions if i == last else None)
         return hidden

@@ -43,6 +43,7 @@ from hrm_agent.layers import (
     ReasoningModule,
     RotaryEmbedding,
     RotaryEmbedding2D,
+    gather_positions,
     trunc_normal_init_,
 )
 
@@ -237,8 +238,14 @@ class HRMQNetwork(nn.Module):
         return self.rotary_emb_2d(row, col)
 
     def forward(
-        self, carry: HRMCarry, tokens: Tensor, *, trace: bool = False, segments: int | None = None
-    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace]:
+        self,
+        carry: HRMCarry,
+        tokens: Tensor,
+        *,
+        trace: bool = False,
+        segments: int | None = None,
+        q_only: bool = False,
+    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace] | Tensor:
         """``segments`` segments of ``H_cycles x L_cycles`` iterations from ``carry``, each continuing from the last.
 
         carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
@@ -249,8 +256,13 @@ class HRMQNetwork(nn.Module):
         Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
         forward dtype and q_values (B, A) float32 read after the last segment, with
         grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over all
-        ``segments * N * T`` iterations.
+        ``segments * N * T`` iterations. With ``q_only=True``, just ``q_values``:
+        the same values, but the last H update is computed only at the positions
+        the Q head reads (``readout_index``), not at all ``S`` (the DQN update's
+        forward passes, which need no carry).
         """
+        if q_only and trace:
+            raise ValueError("q_only and trace exclude each other: q_only computes no final state")
         cfg = self.config
         tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
         if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
@@ -277,6 +289,8 @@ class HRMQNetwork(nn.Module):
 
         # 1-step grad: only the final L- and H-update are differentiable
         z_L = self.L_level(z_L, z_H + x, cos_sin)
+        if q_only:
+            return self.q_from_readout(self.H_level(z_H, z_L, cos_sin, positions=self.readout_index(tokens)))
         z_H = self.H_level(z_H, z_L, cos_sin)
 
         new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
@@ -300,14 +314,24 @@ class HRMQNetwork(nn.Module):
         cell = torch.where(inside, to_row * cols + to_col, (row * cols + col)[:, None])
         return cell + 1
 
-    def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
-        """(B, A) float32 Q-values from the final z_H (B, S, D). In float32 even for a bf16 trunk: bf16
-        resolves only ~0.004 near 1, the size of the TD errors the values must track."""
+    def readout_index(self, tokens: Tensor) -> Tensor:
+        """(B, P) long: the positions the Q head reads: the query token's (P = 1) or, with
+        readout="neighbors", one per action (P = A, :meth:`readout_positions`)."""
         if self.config.readout == "query":
-            return self.q_head(z_H[:, 0].float())
-        index = self.readout_positions(tokens)
-        cells = z_H.gather(1, index[:, :, None].expand(-1, -1, z_H.shape[-1]))  # (B, A, D)
-        return self.q_head(cells.float()).squeeze(-1)
+            return torch.zeros((tokens.shape[0], 1), dtype=torch.long, device=tokens.device)
+        return self.readout_positions(tokens)
+
+    def q_from_readout(self, z_read: Tensor) -> Tensor:
+        """(B, A) float32 Q-values from z_H at the :meth:`readout_index` positions, (B, P, D). In float32
+        even for a bf16 trunk: bf16 resolves only ~0.004 near 1, the size of the TD errors the values must
+        track."""
+        if self.config.readout == "query":
+            return self.q_head(z_read[:, 0].float())
+        return self.q_head(z_read.float()).squeeze(-1)
+
+    def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
+        """(B, A) float32 Q-values from the final z_H (B, S, D)."""
+        return self.q_from_readout(gather_positions(z_H, self.readout_index(tokens)))
 
     # ------------------------------------------------------------ carry modes
 

@@ -7,7 +7,7 @@ import torch
 
 from envs.tokens import PASSABLE
 from hrm_agent.config import HRMConfig
-from hrm_agent.model import HRMQNetwork
+from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.tokens import Tokenizer
 
 ROWS, COLS = 5, 7
@@ -89,3 +89,41 @@ def test_the_tokenizer_gives_the_envs_moves_as_row_column_steps():
         _, _, _, _, info = env.step(action)
         blocked = not PASSABLE[obs[y + d_row, x + d_col]]
         assert tuple(info["agent_pos"]) == ((x, y) if blocked else (x + d_col, y + d_row))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # the package default: rope2d, neighbours
+        {"readout": "query"},
+        {"pos_encodings": "rope", "readout": "query"},
+        {"pos_encodings": "learned"},
+        {"H_layers": 2, "L_layers": 2, "segments": 2},  # only the last H layer is restricted
+        {"goal_embedding": True, "goal_token": 5},
+    ],
+)
+def test_q_only_gives_the_full_forward_q_values_and_gradients(overrides):
+    """The DQN update's forward (q_only: last H update at the read-out positions only) is the same function."""
+    torch.manual_seed(0)
+    model = HRMQNetwork(HRMConfig(**{**FIELDS, **overrides}))
+    tokens = grid_with_agent((2, 3), (0, 0), (4, 6), (1, 5))
+    tokens[:, cell(3, 1)] = 5  # a goal cell for goal_embedding
+    carry = HRMCarry(*(torch.randn(2, 4, 1 + ROWS * COLS, 16)))  # a carried state, different at every position
+
+    _, q_full = model(carry, tokens)
+    grads_full = torch.autograd.grad(q_full.square().sum(), list(model.parameters()), allow_unused=True)
+    q_only = model(carry, tokens, q_only=True)
+    grads_only = torch.autograd.grad(q_only.square().sum(), list(model.parameters()), allow_unused=True)
+
+    torch.testing.assert_close(q_only, q_full)
+    assert q_only.requires_grad
+    for (name, _), g_full, g_only in zip(model.named_parameters(), grads_full, grads_only):
+        assert (g_full is None) == (g_only is None), name
+        if g_full is not None:
+            torch.testing.assert_close(g_only, g_full, msg=name)
+
+
+def test_q_only_cannot_trace():
+    model = HRMQNetwork(HRMConfig(**FIELDS))
+    with pytest.raises(ValueError, match="q_only"):
+        model(model.initial_carry(1), grid_with_agent((2, 3)), q_only=True, trace=True)
