@@ -98,16 +98,19 @@ def make_update(
         carry, _ = online(online.initial_carry(batch_size), obs)
         next_carry, _ = online(carry, next_obs)
 
-    steps, segments = (cfg.segments, 1) if deep_supervision else (1, None)
+    steps = cfg.segments if deep_supervision else 1
 
-    def update() -> None:
+    def update() -> None:  # the forward passes of hrm_agent.dqn.dqn_update
         with torch.no_grad():
-            _, next_q = target(next_carry, next_obs)
+            next_q = target(next_carry, next_obs, q_only=True)
         y = next_q.max(dim=1).values
         start = carry
         for _ in range(steps):
             online.zero_grad(set_to_none=True)
-            start, q = online(start, obs, segments=segments)
+            if deep_supervision:
+                start, q = online(start, obs, segments=1)
+            else:
+                q = online(start, obs, q_only=True)
             loss = (q.gather(1, actions).squeeze(1) - y).square().mean()
             loss.backward()
 
