@@ -68,9 +68,12 @@ def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recor
     return " ".join(previous), False
 
 
-def command(env: str, arm: str, learner: str, budget: str, n_seeds: int, settings: str, env_kwargs: str) -> str:
-    parts = [f"python -m hrm_agent.bench learn --env {env} --seeds {n_seeds} --budget {budget}",
-             f"--learners {learner} --results analysis/results/ablation/{arm}.csv"]
+def command(env: str, arm: str, learner: str, budget: str, n_seeds: int, settings: str, env_kwargs: str,
+            threads: str = "1") -> str:
+    parts = [f"python -m hrm_agent.bench learn --env {env} --seeds {n_seeds} --budget {budget}"]
+    if threads != "1":  # one run at a time, with every thread it asked for
+        parts.append(f"--jobs 1 --threads {threads}")
+    parts.append(f"--learners {learner} --results analysis/results/ablation/{arm}.csv")
     parts += [f"--set hrm:{s}" for s in settings.split()]
     parts += [f"--env-kwarg {k}" for k in env_kwargs.split()]
     return " ".join(parts)
@@ -89,6 +92,10 @@ def summarise(arm: str, rows: list[dict[str, str]]) -> dict[str, str]:
     reached = sorted(int(x) for r in rows if (x := number(r["steps_to_90"])) is not None)
     minutes = [x / 60 for r in rows if (x := number(r["wall_clock_s"])) is not None]
     curve = [x for r in rows if (x := curve_mean(r)) is not None]
+    threads = first.get("threads") or "1"
+    wall_clock = format_mean_se(minutes, digits=1) if minutes else "–"
+    if minutes and threads != "1":
+        wall_clock += f" ({threads} threads, alone)"
     return {
         "env": first["env"], "arm": arm, "learner": first["variant"], "budget": first["budget"],
         "settings": first["settings"], "seeds": ", ".join(sorted((r["seed"] for r in rows), key=int)),
@@ -96,9 +103,10 @@ def summarise(arm: str, rows: list[dict[str, str]]) -> dict[str, str]:
         "path_efficiency": format_mean_se(efficiency) if efficiency else "–",
         "steps_to_90": f"{len(reached)}/{len(rows)}; median {reached[len(reached) // 2]:,}" if reached
         else f"not reached (0/{len(rows)})",
-        "wall_clock_min": format_mean_se(minutes, digits=1) if minutes else "–",
+        "wall_clock_min": wall_clock,
         "curve_mean": format_mean_se(curve) if curve else "–",
-        "command": command(first["env"], arm, first["variant"], first["budget"], len(rows), today, first["env_kwargs"]),
+        "command": command(first["env"], arm, first["variant"], first["budget"], len(rows), today, first["env_kwargs"],
+                           threads),
         "confirmed": confirmed,
     }
 
@@ -109,10 +117,12 @@ def main() -> int:
     for path in sorted(ARMS.glob("*.csv")):
         with path.open(newline="") as f:
             for r in csv.DictReader(f):
-                key = (r["env"], path.stem, r["variant"], r["budget"], r["settings"], r["env_kwargs"], r.get("defaults", ""))
+                threads = r.get("threads") or "1"
+                key = (r["env"], path.stem, r["variant"], r["budget"], r["settings"], r["env_kwargs"], threads,
+                       r.get("defaults", ""))
                 groups[key].append(r)
                 if r["variant"] == "reset":  # by arm without the fingerprint, which differs in carry_z
-                    reset_rows[(r["env"], path.stem, r["budget"], r["settings"], r["env_kwargs"])].append(r)
+                    reset_rows[(r["env"], path.stem, r["budget"], r["settings"], r["env_kwargs"], threads)].append(r)
     if not groups:
         print(f"error: no results in {ARMS}", file=sys.stderr)
         return 2
@@ -120,8 +130,8 @@ def main() -> int:
     comparisons: dict[str, list[str]] = defaultdict(list)
     for key, rows in groups.items():
         by_env[key[0]].append(summarise(key[1], rows))
-        env, arm, variant, budget, settings, env_kwargs, _ = key
-        reset = reset_rows.get((env, arm, budget, settings, env_kwargs))
+        env, arm, variant, budget, settings, env_kwargs, threads, _ = key
+        reset = reset_rows.get((env, arm, budget, settings, env_kwargs, threads))
         if variant == "carry" and reset:
             comparisons[key[0]].append(f"- {key[1]}: {compare_variants(rows, reset)}")
     for env, arms in by_env.items():
@@ -131,7 +141,8 @@ def main() -> int:
             f"# Learning ablation on {env}",
             "",
             "Greedy success on 256 held-out evaluation episodes (seeded 1,000,000 + seed + i) at the end of",
-            "each run; one thread per run, two runs side by side on a 2-core CPU. Rows come from",
+            "each run; one thread per run, two runs side by side on a 2-core CPU, except where the wall-clock",
+            "says \"2 threads, alone\" (`--jobs 1 --threads 2`: one run with the machine to itself). Rows come from",
             "`analysis/results/ablation/{arm}.csv`; `python analysis/ablation_table.py` rewrites this file.",
             "Settings are over the defaults of the day the arm ran; each command below gives the same run",
             "with today's defaults (it spells out the earlier defaults where they differ). The last column",

@@ -391,3 +391,35 @@ def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch, tmp_path):
         assert f"{variant} z, intervention goal, applied in" in text
         assert re.search(rf"z_H {variant} *z, intervention +steps: \d+\.\d\d iterations", text), text
 
+
+
+def test_ablation_table_keeps_runs_timed_alone_apart_and_says_how_they_ran(tmp_path, monkeypatch):
+    from hrm_agent.bench.learn import check_settings, fingerprint, write_results
+
+    module = command("ablation_table")
+    settings = "target_update_interval=250"
+    resolved = check_settings("DynamicMaze-v0", ["carry"], {"carry": settings.split()})["carry"]
+    defaults = fingerprint("DynamicMaze-v0", {}, resolved)
+
+    def row(seed: int, threads: int, success: float, seconds: float) -> dict:
+        return {"env": "DynamicMaze-v0", "env_kwargs": "", "variant": "carry", "seed": seed, "budget": 1000,
+                "settings": settings, "defaults": defaults, "total_steps": 1000, "final_success": success,
+                "final_success_se": 0.03, "path_efficiency": 0.9, "path_efficiency_se": 0.01,
+                "mean_ep_length": 20, "steps_to_90": None, "wall_clock_s": seconds, "threads": threads,
+                "run": f"run{seed}-{threads}", "curve": "500:0.5;1000:0.6"}
+
+    arms = tmp_path / "ablation"
+    write_results(arms / "arm.csv", [row(0, 1, 0.5, 600), row(1, 1, 0.6, 720), row(0, 2, 0.7, 300)])
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    monkeypatch.setattr(module, "ARMS", arms)
+    assert module.main() == 0
+    markdown = (tmp_path / "ablation_DynamicMaze-v0.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| arm | carry |")]
+    assert len(rows) == 2  # one per thread count, never averaged together
+    (alone,) = [r for r in rows if "(2 threads, alone)" in r]
+    assert "| 0 | 0.70 ± 0.03 (1 seed) |" in alone and "| 5.0 (2 threads, alone) |" in alone
+    (shared,) = [r for r in rows if r is not alone]
+    assert "| 0, 1 | 0.55 ± 0.05 |" in shared and "| 11.0 ± 1.0 |" in shared
+    commands = [line for line in markdown.splitlines() if line.startswith("- arm: ")]
+    assert len(commands) == 2 and sum("--jobs 1 --threads 2 --learners carry" in c for c in commands) == 1
+    assert all(f"--set hrm:{settings}" in c for c in commands)

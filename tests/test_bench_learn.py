@@ -108,6 +108,7 @@ def test_bench_learn_does_not_rerun_finished_runs(learned, capsys):
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--budget", "0"], "--budget must be positive"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
         (["--learners", "carry,a2c"], "--learners: unknown a2c"),
         (["--set", "td3:gamma=0.9"], "unknown learner 'td3'"),
         (["--set", "oracle:gamma=0.9"], "the oracle takes only eval_episodes"),
@@ -178,6 +179,26 @@ def test_rows_recorded_under_other_package_defaults_are_run_again(learned, capsy
     code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "oracle"))
     assert code == 0, err
     assert "0 of 1 runs already in" in out and "[1/1] BFS oracle seed 0" in out
+
+
+def test_a_run_timed_at_another_thread_count_is_run_again(learned, capsys):
+    tmp, _ = learned
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry,oracle", "--jobs", "1",
+                                                    "--threads", "2"))
+    assert code == 0, err
+    # the oracle is timed in-process at one thread: its row stands; the carry z run is trained again
+    assert "1 of 2 runs already in" in out and "(1 at a time, 2 threads each)" in out
+    assert "[1/1] HRM carry z seed 0" in out
+    rows = list(csv.DictReader((tmp / "results" / "bench.csv").open()))
+    carry = [r for r in rows if r["variant"] == "carry"]
+    assert sorted(r["threads"] for r in carry) == ["1", "2"]
+    (new,) = [r for r in carry if r["threads"] == "2"]
+    assert "--threads 2" in (tmp / "runs" / new["run"] / "train.log").read_text().splitlines()[0]
+    markdown = (tmp / "results" / "bench_DynamicMaze-v0.md").read_text()
+    assert "(2 threads each)" in markdown.splitlines()[0]
+    assert table_rows(markdown)["HRM carry z"][1] == "0"  # the 2-thread run only
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--jobs", "1", "--threads", "2"))
+    assert code == 0 and "1 of 1 runs already in" in out, err
 
 
 def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():

@@ -3,7 +3,8 @@
 Trains, for seeds ``0 .. K-1``, the HRM agent with carry z and with reset z
 (``python -m hrm_agent.train``) and stable-baselines3 DQN, PPO and sb3-contrib
 RecurrentPPO (``python -m hrm_agent.baselines``), each as its own process with
-``--threads 1``, up to ``--jobs`` at a time, and evaluates the BFS oracle (the
+``--threads`` torch threads (default 1), up to ``--jobs`` at a time (``--jobs 1 --threads 2``: one run
+alone on a 2-core machine), and evaluates the BFS oracle (the
 ceiling: it replans on the true grid every step) with the same greedy protocol
 (:func:`hrm_agent.evaluate.evaluate`, episodes seeded ``seed + 1,000,000 + i``).
 
@@ -11,9 +12,10 @@ Every finished run is appended to the results file (default
 ``analysis/results/bench_learn.csv``, meant to be committed) and is not run
 again: the same command continues an interrupted benchmark, and a larger
 ``--seeds`` only adds seeds. A run is identified by env, env kwargs, learner,
-seed, budget, the ``--set`` items that apply to it and a fingerprint of the
+seed, budget, the ``--set`` items that apply to it, a fingerprint of the
 package defaults it resolved to (``defaults``: the env's parameters and the
-learner's full config), so rows recorded under other defaults are never reused.
+learner's full config) and its threads, so rows recorded under other defaults,
+or timed at another thread count, are never reused.
 
 Writes beside the results file, for the runs this command asked for:
 ``{results stem}_{env}.md`` (per learner, mean ± standard error over seeds of
@@ -74,7 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="registered env id, e.g. DynamicMaze-v0")
     parser.add_argument("--seeds", type=int, required=True, help="seeds 0 .. K-1 of every learner")
     parser.add_argument("--budget", type=int, required=True, help="env steps of every training run")
-    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads of each training run (default 1; with --jobs 1 --threads 2, "
+                             "each run has a 2-core machine to itself)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help=f"results file: finished runs, never re-run (default {DEFAULT_RESULTS})")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs)")
@@ -94,7 +99,7 @@ class Task:
     variant: str
     seed: int
     settings: list[str]  # --set items that apply to this learner
-    key: tuple[str, ...] = field(default=())
+    key: tuple[str, ...] = field(default=())  # run_key(...) + (threads,)
     run_dir: Path | None = None
 
 
@@ -195,6 +200,11 @@ def kwargs_label(env_kwargs: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(env_kwargs.items()))
 
 
+def row_key(row: dict[str, str]) -> tuple[str, ...]:
+    """A results row's identity: its KEY_FIELDS and the torch threads it ran with (rows without: 1)."""
+    return (*(row[k] for k in KEY_FIELDS), row.get("threads") or "1")
+
+
 def run_key(env_id: str, env_kwargs: str, variant: str, seed: int, budget: int, settings: list[str],
             defaults: str) -> tuple[str, ...]:
     return (env_id, env_kwargs, variant, str(seed), str(budget), " ".join(settings), defaults)
@@ -230,7 +240,8 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
     curve = ";".join(f"{h['step']}:{h['success_rate']:.4g}" for h in summary.get("eval_history", []))
     return {
         "env": env_id, "env_kwargs": env_kwargs, "variant": task.variant, "seed": task.seed, "budget": budget,
-        "settings": " ".join(task.settings), "defaults": task.key[-1], "total_steps": summary.get("total_steps"),
+        "settings": " ".join(task.settings), "defaults": task.key[KEY_FIELDS.index("defaults")],
+        "total_steps": summary.get("total_steps"),
         "final_success": final.get("success_rate"), "final_success_se": final.get("success_rate_se"),
         "path_efficiency": final.get("path_efficiency"), "path_efficiency_se": final.get("path_efficiency_se"),
         "mean_ep_length": final.get("mean_ep_length"), "steps_to_90": summary.get("steps_to_90"),
@@ -241,13 +252,13 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
 # ------------------------------------------------------------------ running
 
 
-def command(task: Task, env_id: str, budget: int, env_kwargs: list[str]) -> list[str]:
+def command(task: Task, env_id: str, budget: int, env_kwargs: list[str], threads: int = 1) -> list[str]:
     assert task.run_dir is not None
     if task.variant in HRM_VARIANTS:
         cmd = [sys.executable, "-m", "hrm_agent.train", "--env", env_id, f"--{task.variant}-z"]
     else:
         cmd = [sys.executable, "-m", "hrm_agent.baselines", "--algo", task.variant, "--env", env_id]
-    cmd += ["--seed", str(task.seed), "--total-steps", str(budget), "--threads", "1", "--no-progress",
+    cmd += ["--seed", str(task.seed), "--total-steps", str(budget), "--threads", str(threads), "--no-progress",
             "--run-dir", str(task.run_dir)]
     cmd += [f"--set={s}" for s in task.settings] + [f"--env-kwarg={k}" for k in env_kwargs]
     return cmd
@@ -256,7 +267,8 @@ def command(task: Task, env_id: str, budget: int, env_kwargs: list[str]) -> list
 class Launcher:
     """Runs training processes from worker threads; :meth:`stop` interrupts the running ones and starts no more."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        self._threads = str(threads)
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
         self._stopped = False
@@ -264,7 +276,7 @@ class Launcher:
     def __call__(self, task: Task, cmd: list[str]) -> tuple[int, str]:
         """Run one training process; its output goes to ``train.log`` in its run directory."""
         assert task.run_dir is not None
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": self._threads, "MKL_NUM_THREADS": self._threads}
         with self._lock:
             if self._stopped:
                 return -1, "not started: interrupted"
@@ -330,11 +342,11 @@ def minutes_to_90(row: dict[str, str]) -> float | None:
     return seconds / 60 * steps / total
 
 
-def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int) -> str:
+def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int, threads: int = 1) -> str:
     env = f"{env_id} ({env_kwargs})" if env_kwargs else env_id
     lines = [
-        f"bench learn: {env}, budget {budget:,} env steps per training run, greedy evaluation "
-        "(mean ± standard error over seeds)",
+        f"bench learn: {env}, budget {budget:,} env steps per training run "
+        f"({threads} thread{'s' if threads > 1 else ''} each), greedy evaluation (mean ± standard error over seeds)",
         "",
         "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) | "
         "mean success over the evaluations |",
@@ -395,7 +407,7 @@ def parse_curve(text: str) -> list[tuple[int, float]]:
     return points
 
 
-def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str) -> list[Path]:
+def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str, threads: int = 1) -> list[Path]:
     from matplotlib.figure import Figure
 
     from hrm_agent.analysis import save_figure
@@ -442,7 +454,8 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str) -> li
 
     bars(axes[1], "final_success", "final greedy success (mean ± SE, dots: seeds)", ylim=(0, 1.05))
     bars(axes[2], "path_efficiency", "path efficiency of successful episodes", ylim=(0, 1.2))
-    bars(axes[4], "wall_clock_s", "training wall-clock (min, 1 thread)", scale=1 / 60)
+    bars(axes[4], "wall_clock_s", f"training wall-clock (min, {threads} thread{'s' if threads > 1 else ''} per run)",
+         scale=1 / 60)
 
     ax = axes[3]  # steps to first reach 90 %: a dot per seed, a cross at the top for runs that never did
     trained = [n for n in names if n != "oracle"]
@@ -489,6 +502,8 @@ def _run(args: argparse.Namespace) -> int:
         raise BenchError(f"--budget must be positive, got {args.budget}")
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {args.threads}")
     learners = [n.strip() for n in args.learners.split(",") if n.strip()]
     unknown = [n for n in learners if n not in LEARNERS]
     if unknown or not learners:
@@ -505,18 +520,21 @@ def _run(args: argparse.Namespace) -> int:
 
     results_path: Path = args.results
     rows = read_results(results_path)
-    done = {tuple(r[k] for k in KEY_FIELDS) for r in rows}
+    done = {row_key(r) for r in rows}
     tasks = []
     for seed in range(args.seeds):
         for name in learners:
             task = Task(name, seed, per_learner[name])
+            # the oracle is timed in this process: always one thread
             task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings,
-                               fingerprint(args.env, env_kwargs, resolved[name]))
+                               fingerprint(args.env, env_kwargs, resolved[name])) + (
+                str(1 if name == "oracle" else args.threads),)
             tasks.append(task)
     todo = [t for t in tasks if t.key not in done]
     print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "
           f"seeds 0-{args.seeds - 1}, {len(learners)} learners: {len(tasks) - len(todo)} of {len(tasks)} runs "
-          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time)")
+          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time, {args.threads} "
+          f"thread{'s' if args.threads > 1 else ''} each)")
 
     lock = threading.Lock()
     failures: list[str] = []
@@ -551,10 +569,10 @@ def _run(args: argparse.Namespace) -> int:
     training = [t for t in todo if t.variant != "oracle"]
     for task in training:
         task.run_dir = default_run_dir(args.env, task.variant, task.seed, root=args.runs_dir)
-    launcher = Launcher()
+    launcher = Launcher(args.threads)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs)): t for t in training}
+        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs, args.threads)): t for t in training}
         for future in as_completed(futures):
             task = futures[future]
             assert task.run_dir is not None
@@ -579,15 +597,15 @@ def _run(args: argparse.Namespace) -> int:
     pool.shutdown()
 
     keys = {t.key for t in tasks}
-    selected = [r for r in rows if tuple(r[k] for k in KEY_FIELDS) in keys]
+    selected = [r for r in rows if row_key(r) in keys]
     env_name = args.env.split(":")[-1].replace("/", "-")
     stem = f"{results_path.stem}_{env_name}"
-    markdown = table(selected, args.env, kwargs_text, args.budget)
+    markdown = table(selected, args.env, kwargs_text, args.budget, args.threads)
     from hrm_agent.checkpoint import atomic_write
 
     table_path = results_path.with_name(stem + ".md")
     atomic_write(table_path, lambda f: f.write(markdown.encode()))
-    figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem) if selected else []
+    figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem, args.threads) if selected else []
     print()
     print(markdown, end="")
     print(f"wrote {results_path}, {table_path}" + "".join(f", {p}" for p in figures))
