@@ -20,6 +20,7 @@ import copy
 import pickle
 import signal
 import time
+import warnings
 from collections import deque
 from functools import partial
 from pathlib import Path
@@ -88,6 +89,24 @@ def make_logger(run_dir: Path) -> Any:
     run_dir.mkdir(parents=True, exist_ok=True)
     formats = [AppendingCSVOutputFormat(str(run_dir / "progress.csv")), TensorBoardOutputFormat(str(run_dir))]
     return Logger(str(run_dir), formats)
+
+
+def can_compile(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build kernels here: on CPU it needs a C++ compiler. Without one,
+    warn once and run eager (the same values, slower)."""
+    if device.type != "cpu":
+        return True
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # a torch without this helper: let torch.compile find out
+        return True
+    try:
+        get_cpp_compiler()
+    except Exception:  # torch raises its InvalidCxxCompiler when none of its candidates runs
+        warnings.warn("compile: no C++ compiler found for torch.compile on CPU; running eager (slower). "
+                      "Install g++ or clang, or set compile=false to silence this.", stacklevel=3)
+        return False
+    return True
 
 
 class HRMAgent:
@@ -167,7 +186,8 @@ class HRMAgent:
         torch.manual_seed(seed)
         self.online = HRMQNetwork(self.model_config).to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
-        if self.config.compile:  # in place: parameter names and checkpoints stay those of the eager model
+        if self.config.compile and can_compile(self.device):
+            # in place: parameter names and checkpoints stay those of the eager model
             for net in (self.online, self.target):
                 net.L_level.compile()
                 net.H_level.compile()

@@ -46,7 +46,8 @@ class AgentConfig(BaseModel):
 
     compile: bool = False
     """``torch.compile`` the H and L modules of both networks (fuses RoPE, norms and the MLP's
-    elementwise work; needs a C++ compiler on CPU). The first calls of each shape compile (tens of seconds)."""
+    elementwise work). The first calls of each shape compile (tens of seconds). On CPU it needs a C++
+    compiler: without one the agent warns and runs eager. The tuned defaults turn it on."""
 
     # Vectorised acting
     n_envs: int = Field(4, ge=1)

@@ -33,6 +33,7 @@ def tiny_config(**overrides):
         "eval_freq": 0,
         "eval_episodes": 5,
         "checkpoint_freq": 0,
+        "compile": False,  # the defaults compile; tiny runs finish before compiling would pay
     }
     config.update(overrides)
     return config

@@ -19,7 +19,7 @@ TINY_SETS = [f"--set=hrm:model.{k}={v}" for k, v in TINY_MODEL.items()] + [
     "--set=checkpoint_freq=0", "--set=hrm:learning_starts=64", "--set=hrm:buffer_size=2000",
     "--set=dqn:learning_starts=64", "--set=dqn:buffer_size=2000", "--set=ppo:n_steps=32",
     "--set=recurrent-ppo:n_steps=32", "--set=recurrent-ppo:lstm_hidden_size=16",
-    "--set=sb3:policy.features_dim=32", "--set=oracle:eval_episodes=20",
+    "--set=sb3:policy.features_dim=32", "--set=oracle:eval_episodes=20", "--set=hrm:compile=false",
 ]
 LEARN_ROWS = ("HRM carry z", "HRM reset z", "SB3 DQN", "SB3 PPO", "RecurrentPPO", "BFS oracle")
 
@@ -140,6 +140,7 @@ def test_bench_learn_rejects_a_foreign_results_file(capsys, tmp_path):
 def test_bench_train_prints_rates_ratios_memory_and_breakdown():
     tiny = ["--steps", "64", "--threads", "1", *ENV_ARGS, "--set", "n_envs=2", "--set", "batch_size=16",
             "--set", "learning_starts=32", "--set", "buffer_size=1000", "--set", "sb3:policy.features_dim=32",
+            "--set", "hrm:compile=false",
             *[f"--set=hrm:model.{k}={v}" for k, v in TINY_MODEL.items()]]
     result = bench("train", "--env", "DynamicMaze-v0", *tiny)
     assert result.returncode == 0, result.stderr

@@ -56,6 +56,7 @@ EXAMPLE_CONFIG = {  # under an example's own dict config; the example's keys win
     "eval_freq": 100,  # periodic evaluation and checkpoints happen within STEP_CAP
     "eval_episodes": 3,
     "checkpoint_freq": 100,
+    "compile": False,
 }
 
 

@@ -47,6 +47,7 @@ PRESET_BUDGET = 64  # a --preset run (no evaluation; a few updates)
 TINY_AGENT = {  # --config of hrm_agent.train and hrm_agent.sweep (the README's own --set flags win over it)
     "model": TINY_MODEL, "n_envs": 2, "buffer_size": 2_000, "learning_starts": 64, "batch_size": 16,
     "train_freq": 4, "target_update_interval": 100, "eval_freq": 100, "eval_episodes": 3, "checkpoint_freq": 100,
+    "compile": False,
 }
 TINY_BASELINE = {
     "dqn": ["learning_starts=64", "batch_size=16", "buffer_size=2000", "target_update_interval=100"],
@@ -57,7 +58,7 @@ TINY_BASELINE_COMMON = ["n_envs=2", "eval_freq=100", "eval_episodes=3", "checkpo
                         "policy.channels=[8]", "policy.features_dim=32", "policy.net_arch=[32]"]
 TINY_BENCH = [f"hrm:model.{k}={v}" for k, v in TINY_MODEL.items()] + [
     "n_envs=2", "batch_size=16", "hrm:learning_starts=64", "hrm:buffer_size=2000", "dqn:learning_starts=64",
-    "dqn:buffer_size=2000", "sb3:policy.features_dim=32",
+    "dqn:buffer_size=2000", "sb3:policy.features_dim=32", "hrm:compile=false",
 ]
 TINY_BENCH_LEARN = TINY_BENCH + ["eval_freq=100", "eval_episodes=3", "checkpoint_freq=0", "ppo:n_steps=32",
                                  "recurrent-ppo:n_steps=32", "recurrent-ppo:lstm_hidden_size=16",

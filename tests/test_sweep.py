@@ -17,6 +17,7 @@ TINY = {
     "model": dict(TINY_MODEL, H_cycles=1, L_cycles=1),
     "n_envs": 2, "buffer_size": 2000, "learning_starts": 64, "batch_size": 16, "train_freq": 2,
     "target_update_interval": 100, "eval_freq": 100, "eval_episodes": 3, "checkpoint_freq": 100,
+    "compile": False,
 }
 STEPS = 300
 ENV_ARGS = [f"--env-kwarg={k}={v}" for k, v in TINY_ENV.items()]

@@ -18,7 +18,7 @@ from conftest import TINY_ENV, TINY_MODEL
 TINY_ARGS = [f"--set=model.{k}={v}" for k, v in TINY_MODEL.items()] + [
     f"--env-kwarg={k}={v}" for k, v in TINY_ENV.items()
 ] + ["--set=buffer_size=2000", "--set=learning_starts=64", "--set=batch_size=16", "--set=eval_episodes=5",
-     "--n-envs=2", "--no-progress", "--threads=1"]
+     "--set=compile=false", "--n-envs=2", "--no-progress", "--threads=1"]
 
 
 def run(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -154,6 +154,9 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
 FINGERPRINT_OFF = {"her_ratio": 0.0}
 # the same for fields of a nested section: the HRM's ``model``, the baselines' ``policy``
 FINGERPRINT_NESTED_OFF = {"model": {"readout": "query"}, "policy": {"view": "grid"}}
+# A config's default budget does not change a run (bench learn passes its own): hashed as this constant
+# (the default budget of every learner when fingerprints began), so changing a default budget keeps rows.
+FINGERPRINT_TOTAL_STEPS = 60_000
 
 
 def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[str, Any]) -> str:
@@ -173,6 +176,8 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
               if p.default is not inspect.Parameter.empty}
     learner_config = {k: v for k, v in learner_config.items()
                       if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
+    if "total_steps" in learner_config:  # the run's budget (--total-steps, a key field) replaces it
+        learner_config["total_steps"] = FINGERPRINT_TOTAL_STEPS
     for section, off in FINGERPRINT_NESTED_OFF.items():
         if isinstance(learner_config.get(section), dict):
             learner_config[section] = {k: v for k, v in learner_config[section].items()
