@@ -347,11 +347,15 @@ def minutes_to_90(row: dict[str, str]) -> float | None:
     return seconds / 60 * steps / total
 
 
+def threads_label(threads: int) -> str:
+    return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
 def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int, threads: int = 1) -> str:
     env = f"{env_id} ({env_kwargs})" if env_kwargs else env_id
     lines = [
         f"bench learn: {env}, budget {budget:,} env steps per training run "
-        f"({threads} thread{'s' if threads > 1 else ''} each), greedy evaluation (mean ± standard error over seeds)",
+        f"({threads_label(threads)} each), greedy evaluation (mean ± standard error over seeds)",
         "",
         "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) | "
         "mean success over the evaluations |",
@@ -459,7 +463,7 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str, threa
 
     bars(axes[1], "final_success", "final greedy success (mean ± SE, dots: seeds)", ylim=(0, 1.05))
     bars(axes[2], "path_efficiency", "path efficiency of successful episodes", ylim=(0, 1.2))
-    bars(axes[4], "wall_clock_s", f"training wall-clock (min, {threads} thread{'s' if threads > 1 else ''} per run)",
+    bars(axes[4], "wall_clock_s", f"training wall-clock (min, {threads_label(threads)} per run)",
          scale=1 / 60)
 
     ax = axes[3]  # steps to first reach 90 %: a dot per seed, a cross at the top for runs that never did
@@ -538,8 +542,7 @@ def _run(args: argparse.Namespace) -> int:
     todo = [t for t in tasks if t.key not in done]
     print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "
           f"seeds 0-{args.seeds - 1}, {len(learners)} learners: {len(tasks) - len(todo)} of {len(tasks)} runs "
-          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time, {args.threads} "
-          f"thread{'s' if args.threads > 1 else ''} each)")
+          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time, {threads_label(args.threads)} each)")
 
     lock = threading.Lock()
     failures: list[str] = []
@@ -577,7 +580,8 @@ def _run(args: argparse.Namespace) -> int:
     launcher = Launcher(args.threads)
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs, args.threads)): t for t in training}
+        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs, args.threads)): t
+                   for t in training}
         for future in as_completed(futures):
             task = futures[future]
             assert task.run_dir is not None
