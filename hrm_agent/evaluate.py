@@ -5,7 +5,11 @@ its own environment seeded ``seed + i``, so the same seed evaluates the same
 episodes. Path efficiency of a successful episode is the BFS shortest-path
 length at its start divided by the steps it took (1.0 = optimal; in a changing
 world the start's shortest path may become impossible, so it is a guide, not a
-bound).
+bound). Where the envs report them, the printout also says where the agent
+fails: success by the start's shortest-path length (1-9, 10-19, 20+ moves,
+and episodes that start with no path), and how many failed episodes are
+stuck (on at most 2 cells over their last 20 steps: walking into a wall or
+closed door, or stepping back and forth).
 
 With ``--save-latents [PATH]`` (default ``RUN_DIR/latents.npz``) the same
 evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the
@@ -37,6 +41,11 @@ import gymnasium as gym
 import numpy as np
 
 ACTION_NAMES = ("up", "right", "down", "left")  # actions 0..3 of our envs (envs/base.py)
+# Start distances (BFS moves) the evaluation report groups episodes by: 1-9, 10-19, 20 and more.
+DISTANCE_BINS = (1, 10, 20)
+# A failed episode is "stuck" when its last STUCK_WINDOW steps stay on at most STUCK_CELLS cells:
+# walking into a wall or closed door, or stepping back and forth.
+STUCK_WINDOW, STUCK_CELLS = 20, 2
 
 if TYPE_CHECKING:
     from hrm_agent.agent import HRMAgent
@@ -50,11 +59,13 @@ class EvalResult:
     success: np.ndarray  # bool
     length: np.ndarray  # int, steps taken
     episode_return: np.ndarray  # float
-    start_shortest_path: np.ndarray  # int, BFS length at reset (-1 if the env does not report it)
+    start_shortest_path: np.ndarray  # int, BFS length at reset (-1: no path then, or not reported)
     latents: "Latents | None" = None  # with ``record_latents``: every step's z_H/z_L iterations and context
     action_counts: np.ndarray | None = None  # (n_actions,) greedy actions taken, over all steps of all episodes
     intervention_step: np.ndarray | None = None  # with ``intervention``: the step it followed, -1 where not applied
     shortest_after: np.ndarray | None = None  # with ``intervention``: BFS moves to the goal just after it, else -1
+    cells_visited: np.ndarray | None = None  # int, distinct cells the agent stood on (-1: no ``agent_pos``)
+    late_cells: np.ndarray | None = None  # int, distinct cells over the last ``STUCK_WINDOW`` steps (-1: none)
 
     def action_shares(self) -> np.ndarray:
         """Fraction of steps on which each action was chosen (a collapsed policy puts ~1 on one action)."""
@@ -80,6 +91,26 @@ class EvalResult:
         ):
             out[name], out[f"{name}_se"] = mean_se(values)
         return out
+
+    def success_by_distance(self, bins: tuple[int, ...] = DISTANCE_BINS) -> list[tuple[str, float, int]]:
+        """``(label, success rate, episodes)`` per range of the start's shortest path (``bins``: lower
+        edges; the last range is open), then ``"none"`` for episodes that started with no path to the
+        goal (shortest path -1: closed doors cut it off; the dynamic doors may open one later). Empty
+        ranges are left out, and everything when no episode reports a shortest path."""
+        d = self.start_shortest_path
+        if (d < 0).all():
+            return []
+        groups = [(f"{lo}-{hi - 1}", (d >= lo) & (d < hi)) for lo, hi in zip(bins, bins[1:])]
+        groups += [(f"{bins[-1]}+", d >= bins[-1]), ("none", d < 0)]
+        return [(label, float(self.success[m].mean()), int(m.sum())) for label, m in groups if m.any()]
+
+    @property
+    def stuck(self) -> np.ndarray:
+        """(episodes,) bool: failed, and on at most ``STUCK_CELLS`` cells over its last ``STUCK_WINDOW``
+        steps (False where the env reports no ``agent_pos``)."""
+        if self.late_cells is None:
+            return np.zeros(len(self.success), dtype=bool)
+        return ~self.success & (self.late_cells >= 1) & (self.late_cells <= STUCK_CELLS)
 
     @property
     def intervened(self) -> np.ndarray:
@@ -156,6 +187,7 @@ def evaluate(
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
     path_changed = np.array([bool(info.get("path_changed", False)) for _, info in first])
     agent_pos = np.array([info.get("agent_pos", (-1, -1)) for _, info in first], dtype=np.int64).reshape(-1, 2)
+    visited: list[list[tuple[int, int]]] = [[tuple(p)] for p in agent_pos.tolist()]  # the cell after each step
     intervened = np.full(n_episodes, -1, dtype=np.int64)
     shortest_after = np.full(n_episodes, -1, dtype=np.int64)
     with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
@@ -178,6 +210,7 @@ def evaluate(
                 changed[i] = bool(info.get("changed", False))
                 path_changed[i] = bool(info.get("path_changed", False))
                 agent_pos[i] = info.get("agent_pos", (-1, -1))
+                visited[i].append(tuple(agent_pos[i].tolist()))
                 if gif_path and i == 0:
                     frames.append(envs[0].render())
                 if terminated or truncated:
@@ -227,9 +260,12 @@ def evaluate(
         )
         if intervention:
             latents.intervention_step = intervened
-    if intervention is None:
-        return EvalResult(success, length, returns, shortest, latents, action_counts)
-    return EvalResult(success, length, returns, shortest, latents, action_counts, intervened, shortest_after)
+    reported = agent_pos[:, 0] >= 0
+    cells = np.where(reported, [len(set(v)) for v in visited], -1)
+    late = np.where(reported, [len(set(v[-STUCK_WINDOW:])) for v in visited], -1)
+    return EvalResult(success, length, returns, shortest, latents, action_counts,
+                      intervened if intervention else None, shortest_after if intervention else None,
+                      cells_visited=cells, late_cells=late)
 
 
 def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
@@ -304,6 +340,18 @@ def main(argv: list[str] | None = None) -> int:
     names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
     print(("actions:         " if args.stochastic else "greedy actions:  ") + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
           ("  (one action on over 90 % of steps: a collapsed policy)" if shares.max() > 0.9 else ""))
+    # where it fails: how far the goal was at the start, and whether the failures are stuck in place
+    by_distance = result.success_by_distance()
+    if by_distance:
+        report["success_by_start_distance"] = {label: {"success_rate": rate, "episodes": n}
+                                               for label, rate, n in by_distance}
+        print("by start distance: " + "  ".join(f"{label}: {rate:.2f} ({n})" for label, rate, n in by_distance)
+              + "  (BFS moves at the start, none: no path then; success rate (episodes))")
+    failed = int((~result.success).sum())
+    if result.late_cells is not None and (result.late_cells >= 0).all():
+        report["failed"], report["stuck"] = failed, int(result.stuck.sum())
+        print(f"failed episodes: {failed}, stuck: {report['stuck']}  (stuck: on at most {STUCK_CELLS} cells "
+              f"over its last {STUCK_WINDOW} steps, walking into a wall or door or stepping back and forth)")
     if args.intervention:
         # the control: the same episodes, also without dynamics, and no intervention
         control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs),

@@ -56,6 +56,31 @@ def test_evaluate_policy_runs_on_the_agent():
     assert len(rewards) == 4 and all(1 <= n <= 28 for n in lengths)
 
 
+def test_eval_result_groups_success_by_start_distance_and_finds_stuck_failures():
+    from hrm_agent.evaluate import EvalResult
+
+    success = np.array([True, False, True, False, False, True])
+    result = EvalResult(success, np.full(6, 10), np.zeros(6), np.array([3, 12, 25, 9, -1, -1]),
+                        cells_visited=np.array([4, 1, 8, 3, 5, 4]), late_cells=np.array([4, 1, 8, 2, 3, 4]))
+    assert result.success_by_distance() == [("1-9", 0.5, 2), ("10-19", 0.0, 1), ("20+", 1.0, 1), ("none", 0.5, 2)]
+    assert result.success_by_distance(bins=(1, 5)) == [("1-4", 1.0, 1), ("5+", 1 / 3, 3), ("none", 0.5, 2)]
+    assert result.stuck.tolist() == [False, True, False, True, False, False]  # failed, on 1 or 2 cells
+    unreported = EvalResult(success, np.full(6, 10), np.zeros(6), np.full(6, -1))
+    assert unreported.success_by_distance() == [] and not unreported.stuck.any()
+
+
+def test_evaluate_counts_a_policy_walking_into_a_wall_as_stuck(monkeypatch):
+    from hrm_agent.evaluate import evaluate
+
+    agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV)
+    monkeypatch.setattr(agent, "predict", lambda obs, **kw: (np.zeros(len(obs), dtype=np.int64), None))  # always up
+    result = evaluate(agent, 12, seed=5)
+    failed = ~result.success
+    assert failed.any() and (result.length[failed] == TINY_ENV["max_steps"]).all()
+    assert (result.stuck == failed).all() and (result.late_cells[failed] == 1).all()
+    assert (result.cells_visited <= 5).all()  # a column of the 5 x 5 interior at most
+
+
 def test_save_load_round_trip_gives_identical_predictions(tmp_path, obs_batch):
     agent = HRMAgent("DynamicMaze-v0", tiny_config(), env_kwargs=TINY_ENV, seed=3)
     agent.learn(200)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
     assert "success rate:" in result.stdout and "path efficiency:" in result.stdout and "±" in result.stdout
     shares = [float(x.rstrip("%")) for x in result.stdout.split("greedy actions:")[1].split()[1:8:2]]
     assert len(shares) == 4 and abs(sum(shares) - 100) <= 2
+    by_distance = result.stdout.split("by start distance: ")[1].split("  (BFS")[0].split("  ")
+    assert sum(int(group.split("(")[1].rstrip(")")) for group in by_distance) == 6  # every episode in one group
+    failed, stuck = (int(x) for x in re.findall(r"failed episodes: (\d+), stuck: (\d+)", result.stdout)[0])
+    assert 0 <= stuck <= failed <= 6
     assert gif.read_bytes()[:6] == b"GIF89a"
 
 
@@ -90,6 +95,8 @@ def test_evaluate_cli_runs_the_replanning_test_and_writes_json(trained_run, tmp_
     report = json.loads(out.read_text())
     assert report["intervention"] == "door" and report["intervention_step"] == 2 and report["episodes"] == 6
     assert 0 <= report["applied"] <= 6 and not list(tmp_path.glob(".*.tmp"))
+    assert sum(group["episodes"] for group in report["success_by_start_distance"].values()) == 6
+    assert 0 <= report["stuck"] <= report["failed"] <= 6
     for key in ("success_rate", "success_after", "success_without", "settle_z_H", "settle_z_L_other"):
         assert key in report
     assert not (trained_run / "latents.npz").exists()  # recorded for the settling, kept only when asked
