@@ -85,6 +85,13 @@ class HRMConfig(BaseModel):
     action_offsets: tuple[tuple[int, int], ...] | None = Field(
         None, description="(row, column) step of each action on the token grid, for readout='neighbors'"
     )
+    blocking_tokens: tuple[int, ...] | None = Field(
+        None, description="token ids of the cells a move cannot enter (walls, closed doors), for stay_on_blocked"
+    )
+    stay_on_blocked: bool = False
+    """With ``readout="neighbors"``: a move onto a cell holding one of ``blocking_tokens`` reads the
+    agent's own cell, where that move leaves it (as a move off the grid does), instead of the wall's
+    or door's cell. Needs blocking_tokens."""
 
     rms_norm_eps: float = Field(1e-5, gt=0)
     rope_theta: float = Field(10000.0, gt=0)
@@ -127,6 +134,11 @@ class HRMConfig(BaseModel):
                 raise ValueError(
                     f"readout='neighbors' needs action_offsets, one (row, column) step per action ({self.num_actions})"
                 )
+        if self.stay_on_blocked:
+            if self.readout != "neighbors":
+                raise ValueError("stay_on_blocked applies to readout='neighbors'")
+            if not self.blocking_tokens or not all(0 <= t < self.vocab_size for t in self.blocking_tokens):
+                raise ValueError(f"stay_on_blocked needs blocking_tokens, token ids below vocab_size ({self.vocab_size})")
         return self
 
     @property

@@ -141,6 +141,10 @@ class HRMQNetwork(nn.Module):
         if config.readout == "neighbors":  # (A, 2) row, column step of each action; not saved (it is config)
             assert config.action_offsets is not None  # checked by HRMConfig
             self.register_buffer("action_offsets", torch.tensor(config.action_offsets), persistent=False)
+            if config.stay_on_blocked:  # (vocab,) bool: the tokens a move cannot enter
+                blocking = torch.zeros(config.vocab_size, dtype=torch.bool)
+                blocking[list(config.blocking_tokens or ())] = True
+                self.register_buffer("blocking", blocking, persistent=False)
         with torch.no_grad():
             trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
 
@@ -303,7 +307,8 @@ class HRMQNetwork(nn.Module):
 
     def readout_positions(self, tokens: Tensor) -> Tensor:
         """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
-        the cell the action moves the agent to, or the agent's own cell for a move off the grid."""
+        the cell the action moves the agent to, or the agent's own cell for a move off the grid (and, with
+        ``stay_on_blocked``, for a move into a wall or closed door)."""
         cfg = self.config
         assert cfg.grid_shape is not None
         rows, cols = cfg.grid_shape
@@ -311,7 +316,10 @@ class HRMQNetwork(nn.Module):
         offsets = self.action_offsets.to(tokens.device)
         to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
         inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
-        cell = torch.where(inside, to_row * cols + to_col, (row * cols + col)[:, None])
+        own = (row * cols + col)[:, None]
+        cell = torch.where(inside, to_row * cols + to_col, own)
+        if cfg.stay_on_blocked:
+            cell = torch.where(self.blocking[tokens.gather(1, cell).long()], own, cell)
         return cell + 1
 
     def readout_index(self, tokens: Tensor) -> Tensor:

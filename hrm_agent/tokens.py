@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.oracle import MOVES
-from envs.tokens import AGENT, EMPTY, GOAL
+from envs.tokens import AGENT, EMPTY, GOAL, PASSABLE
 from hrm_agent.replay import GoalTokens
 
 
@@ -59,8 +59,8 @@ class Tokenizer:
 
     def model_fields(self) -> dict[str, Any]:
         """The ``HRMConfig`` fields that come from the observation: sequence length, vocabulary, the
-        token grid, the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings) and
-        each action's (row, column) step (the neighbors read-out)."""
+        token grid, the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings),
+        each action's (row, column) step (the neighbors read-out) and the tokens a move cannot enter."""
         return {
             "seq_len": self.seq_len,
             "vocab_size": self.vocab_size,
@@ -68,6 +68,7 @@ class Tokenizer:
             "rope_anchor_token": AGENT,
             "goal_token": GOAL,
             "action_offsets": tuple((dy, dx) for dx, dy in MOVES),
+            "blocking_tokens": tuple(int(t) for t in np.flatnonzero(~PASSABLE)),
         }
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

@@ -39,6 +39,36 @@ def test_each_action_reads_the_cell_it_leads_to_and_a_move_off_the_grid_the_agen
     ]
 
 
+def test_with_stay_on_blocked_a_move_into_a_wall_or_closed_door_reads_the_agents_own_cell():
+    wall, door_open, door_closed = 1, 2, 3
+    model = HRMQNetwork(HRMConfig(**FIELDS, stay_on_blocked=True, blocking_tokens=(wall, door_closed)))
+    plain = HRMQNetwork(HRMConfig(**FIELDS))
+    tokens = grid_with_agent((2, 3), (0, 0))
+    tokens[0, cell(1, 3)] = wall  # above the first agent
+    tokens[0, cell(2, 4)] = door_closed  # right of it
+    tokens[0, cell(3, 3)] = door_open  # below it: passable
+    tokens[1, cell(1, 0)] = door_closed  # below the corner agent
+    at = lambda r, c: 1 + cell(r, c)  # noqa: E731
+    assert model.readout_positions(tokens).tolist() == [
+        [at(2, 3), at(2, 3), at(3, 3), at(2, 2)],  # up and right blocked: the agent's cell
+        [at(0, 0), at(0, 1), at(0, 0), at(0, 0)],  # off the grid and into a door alike
+    ]
+    assert plain.readout_positions(tokens)[0, :2].tolist() == [at(1, 3), at(2, 4)]  # off: the wall's cell
+    torch.manual_seed(0)
+    carry, q = model(model.initial_carry(2), tokens)
+    assert q[0, 0] == q[0, 1]  # both blocked moves: the value of staying put
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"stay_on_blocked": True}, "needs blocking_tokens"),
+    ({"stay_on_blocked": True, "blocking_tokens": (1, 9)}, "below vocab_size"),
+    ({"stay_on_blocked": True, "blocking_tokens": (1,), "readout": "query"}, "applies to readout='neighbors'"),
+])
+def test_stay_on_blocked_is_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        HRMConfig(**{**FIELDS, **overrides})
+
+
 def test_q_values_are_the_shared_head_at_those_cells_and_train_it():
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**FIELDS))
@@ -80,6 +110,8 @@ def test_the_tokenizer_gives_the_envs_moves_as_row_column_steps():
     env = gym.make("DynamicMaze-v0")
     offsets = Tokenizer(env.observation_space).model_fields()["action_offsets"]
     assert offsets == (UP, RIGHT, DOWN, LEFT)  # actions 0..3: up (y-1), right (x+1), down (y+1), left (x-1)
+    blocking = Tokenizer(env.observation_space).model_fields()["blocking_tokens"]
+    assert blocking == (1, 3)  # WALL and DOOR_CLOSED: the tokens the env does not let the agent enter
     # and they are what a step does: each move lands where its offset says, unless that cell blocks
     env = gym.make("DynamicMaze-v0", change_prob=0.0)
     obs, info = env.reset(seed=3)
@@ -100,6 +132,7 @@ def test_the_tokenizer_gives_the_envs_moves_as_row_column_steps():
         {"pos_encodings": "learned"},
         {"H_layers": 2, "L_layers": 2, "segments": 2},  # only the last H layer is restricted
         {"goal_embedding": True, "goal_token": 5},
+        {"stay_on_blocked": True, "blocking_tokens": (1, 3)},
     ],
 )
 def test_q_only_gives_the_full_forward_q_values_and_gradients(overrides):
