@@ -349,9 +349,12 @@ def main(argv: list[str] | None = None) -> int:
               + "  (BFS moves at the start, none: no path then; success rate (episodes))")
     failed = int((~result.success).sum())
     if result.late_cells is not None and (result.late_cells >= 0).all():
-        report["failed"], report["stuck"] = failed, int(result.stuck.sum())
-        print(f"failed episodes: {failed}, stuck: {report['stuck']}  (stuck: on at most {STUCK_CELLS} cells "
-              f"over its last {STUCK_WINDOW} steps, walking into a wall or door or stepping back and forth)")
+        in_place = int((result.stuck & (result.late_cells == 1)).sum())
+        report.update(failed=failed, stuck=int(result.stuck.sum()), stuck_in_place=in_place,
+                      stuck_back_and_forth=int(result.stuck.sum()) - in_place)
+        print(f"failed episodes: {failed}, stuck: {report['stuck']} ({in_place} in place, walking into a wall or "
+              f"door; {report['stuck_back_and_forth']} back and forth)  (stuck: on at most {STUCK_CELLS} cells "
+              f"over its last {STUCK_WINDOW} steps)")
     if args.intervention:
         # the control: the same episodes, also without dynamics, and no intervention
         control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs),

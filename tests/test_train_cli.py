@@ -79,8 +79,9 @@ def test_evaluate_cli_prints_rates_and_writes_a_gif(trained_run, tmp_path):
     assert len(shares) == 4 and abs(sum(shares) - 100) <= 2
     by_distance = result.stdout.split("by start distance: ")[1].split("  (BFS")[0].split("  ")
     assert sum(int(group.split("(")[1].rstrip(")")) for group in by_distance) == 6  # every episode in one group
-    failed, stuck = (int(x) for x in re.findall(r"failed episodes: (\d+), stuck: (\d+)", result.stdout)[0])
-    assert 0 <= stuck <= failed <= 6
+    pattern = r"failed episodes: (\d+), stuck: (\d+) \((\d+) in place, .*; (\d+) back and forth\)"
+    failed, stuck, in_place, back_and_forth = (int(x) for x in re.findall(pattern, result.stdout)[0])
+    assert 0 <= stuck <= failed <= 6 and in_place + back_and_forth == stuck
     assert gif.read_bytes()[:6] == b"GIF89a"
 
 
@@ -97,6 +98,7 @@ def test_evaluate_cli_runs_the_replanning_test_and_writes_json(trained_run, tmp_
     assert 0 <= report["applied"] <= 6 and not list(tmp_path.glob(".*.tmp"))
     assert sum(group["episodes"] for group in report["success_by_start_distance"].values()) == 6
     assert 0 <= report["stuck"] <= report["failed"] <= 6
+    assert report["stuck_in_place"] + report["stuck_back_and_forth"] == report["stuck"]
     for key in ("success_rate", "success_after", "success_without", "settle_z_H", "settle_z_L_other"):
         assert key in report
     assert not (trained_run / "latents.npz").exists()  # recorded for the settling, kept only when asked
