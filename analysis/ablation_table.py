@@ -42,10 +42,11 @@ FIELDS = [
 
 
 # The defaults before rope2d, the goal embedding, hindsight goals, the neighbours read-out, the faster
-# target updates, compiling and the 256-episode evaluations became defaults (a row that sets some of
-# these keys keeps its own values).
+# target updates, compiling, the 256-episode evaluations and (on the maze) stay_on_blocked became
+# defaults (a row that sets some of these keys keeps its own values).
 PREVIOUS_DEFAULTS = ["model.pos_encodings=rope", "model.goal_embedding=false", "her_ratio=0.0", "model.readout=query",
-                     "target_update_interval=1000", "compile=false", "eval_freq=5000", "eval_episodes=50"]
+                     "target_update_interval=1000", "compile=false", "eval_freq=5000", "eval_episodes=50",
+                     "model.stay_on_blocked=false"]
 
 
 def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recorded: str) -> tuple[str, bool]:

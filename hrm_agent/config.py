@@ -91,7 +91,7 @@ class HRMConfig(BaseModel):
     stay_on_blocked: bool = False
     """With ``readout="neighbors"``: a move onto a cell holding one of ``blocking_tokens`` reads the
     agent's own cell, where that move leaves it (as a move off the grid does), instead of the wall's
-    or door's cell. Needs blocking_tokens."""
+    or door's cell. Needs blocking_tokens; no effect with ``readout="query"``."""
 
     rms_norm_eps: float = Field(1e-5, gt=0)
     rope_theta: float = Field(10000.0, gt=0)
@@ -134,9 +134,7 @@ class HRMConfig(BaseModel):
                 raise ValueError(
                     f"readout='neighbors' needs action_offsets, one (row, column) step per action ({self.num_actions})"
                 )
-        if self.stay_on_blocked:
-            if self.readout != "neighbors":
-                raise ValueError("stay_on_blocked applies to readout='neighbors'")
+        if self.stay_on_blocked and self.readout == "neighbors":
             if not self.blocking_tokens or not all(0 <= t < self.vocab_size for t in self.blocking_tokens):
                 raise ValueError(f"stay_on_blocked needs blocking_tokens, token ids below vocab_size ({self.vocab_size})")
         return self

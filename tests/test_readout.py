@@ -62,11 +62,18 @@ def test_with_stay_on_blocked_a_move_into_a_wall_or_closed_door_reads_the_agents
 @pytest.mark.parametrize("overrides, message", [
     ({"stay_on_blocked": True}, "needs blocking_tokens"),
     ({"stay_on_blocked": True, "blocking_tokens": (1, 9)}, "below vocab_size"),
-    ({"stay_on_blocked": True, "blocking_tokens": (1,), "readout": "query"}, "applies to readout='neighbors'"),
 ])
 def test_stay_on_blocked_is_checked(overrides, message):
     with pytest.raises(ValueError, match=message):
         HRMConfig(**{**FIELDS, **overrides})
+
+
+def test_stay_on_blocked_has_no_effect_on_the_query_read_out():
+    torch.manual_seed(0)
+    model = HRMQNetwork(HRMConfig(**{**FIELDS, "readout": "query", "stay_on_blocked": True}))
+    assert not hasattr(model, "blocking")
+    carry, q = model(model.initial_carry(1), grid_with_agent((2, 3)))
+    torch.testing.assert_close(q, model.q_head(carry.z_H[:, 0].float()))
 
 
 def test_q_values_are_the_shared_head_at_those_cells_and_train_it():
