@@ -347,12 +347,11 @@ def main(argv: list[str] | None = None) -> int:
                                                for label, rate, n in by_distance}
         print("by start distance: " + "  ".join(f"{label}: {rate:.2f} ({n})" for label, rate, n in by_distance)
               + "  (BFS moves at the start, none: no path then; success rate (episodes))")
-    failed = int((~result.success).sum())
     if result.late_cells is not None and (result.late_cells >= 0).all():
+        failed, stuck = int((~result.success).sum()), int(result.stuck.sum())
         in_place = int((result.stuck & (result.late_cells == 1)).sum())
-        report.update(failed=failed, stuck=int(result.stuck.sum()), stuck_in_place=in_place,
-                      stuck_back_and_forth=int(result.stuck.sum()) - in_place)
-        print(f"failed episodes: {failed}, stuck: {report['stuck']} ({in_place} in place, walking into a wall or "
+        report.update(failed=failed, stuck=stuck, stuck_in_place=in_place, stuck_back_and_forth=stuck - in_place)
+        print(f"failed episodes: {failed}, stuck: {stuck} ({in_place} in place, walking into a wall or "
               f"door; {report['stuck_back_and_forth']} back and forth)  (stuck: on at most {STUCK_CELLS} cells "
               f"over its last {STUCK_WINDOW} steps)")
     if args.intervention:
