@@ -350,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     if result.late_cells is not None and (result.late_cells >= 0).all():
         failed, stuck = int((~result.success).sum()), int(result.stuck.sum())
         in_place = int((result.stuck & (result.late_cells == 1)).sum())
-        report.update(failed=failed, stuck=stuck, stuck_in_place=in_place, stuck_back_and_forth=stuck - in_place)
+        back_and_forth = stuck - in_place
+        report.update(failed=failed, stuck=stuck, stuck_in_place=in_place, stuck_back_and_forth=back_and_forth)
         print(f"failed episodes: {failed}, stuck: {stuck} ({in_place} in place, walking into a wall or "
-              f"door; {report['stuck_back_and_forth']} back and forth)  (stuck: on at most {STUCK_CELLS} cells "
+              f"door; {back_and_forth} back and forth)  (stuck: on at most {STUCK_CELLS} cells "
               f"over its last {STUCK_WINDOW} steps)")
     if args.intervention:
         # the control: the same episodes, also without dynamics, and no intervention
