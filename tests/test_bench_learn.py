@@ -102,6 +102,28 @@ def test_bench_learn_does_not_rerun_finished_runs(learned, capsys):
     assert table_rows(out)["BFS oracle"][1] == "0, 1"
 
 
+def test_bench_learn_report_only_rewrites_the_report_from_the_rows_it_has(learned, capsys):
+    tmp, _ = learned
+    results = tmp / "results"
+    before = (results / "bench.csv").read_text()
+    (results / "bench_DynamicMaze-v0.md").unlink()
+    runs = sorted(p.name for p in (tmp / "runs").iterdir())
+    # seeds 0-2 of the HRM learners: seed 0 is in the file, seeds 1 and 2 are left out, nothing trains
+    code, out, err = in_process(capsys, *learn_args(tmp, 3, "--learners", "carry,reset", "--report-only"))
+    assert code == 0, err
+    assert "2 of 6 runs already in" in out and "report only, 4 left out" in out
+    assert (results / "bench.csv").read_text() == before
+    assert sorted(p.name for p in (tmp / "runs").iterdir()) == runs
+    markdown = (results / "bench_DynamicMaze-v0.md").read_text()
+    assert set(table_rows(markdown)) == {"HRM carry z", "HRM reset z"}
+    assert table_rows(markdown)["HRM carry z"][1] == "0"
+    # a command none of whose runs is in the file: one line, exit 2, nothing written
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--set", "hrm:gamma=0.9",
+                                                    "--report-only"))
+    assert code == 2 and "--report-only: none of this command's runs is in" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [

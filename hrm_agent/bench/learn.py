@@ -89,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hyperparameter for the learners named (hrm, sb3, or one learner; none: all)")
     parser.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
                         help="gym.make keyword for every learner, e.g. --env-kwarg size=9")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite the table and figures from the rows already in --results "
+                             "that this command covers (e.g. while some of its runs are still to do)")
 
 
 # ------------------------------------------------------------------ planning
@@ -540,9 +543,15 @@ def _run(args: argparse.Namespace) -> int:
                 str(1 if name == "oracle" else args.threads),)
             tasks.append(task)
     todo = [t for t in tasks if t.key not in done]
+    plan = (f"report only, {len(todo)} left out" if args.report_only
+            else f"{len(todo)} to run ({args.jobs} at a time, {threads_label(args.threads)} each)")
     print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "
           f"seeds 0-{args.seeds - 1}, {len(learners)} learners: {len(tasks) - len(todo)} of {len(tasks)} runs "
-          f"already in {results_path}, {len(todo)} to run ({args.jobs} at a time, {threads_label(args.threads)} each)")
+          f"already in {results_path}, {plan}")
+    if args.report_only:
+        if len(todo) == len(tasks):
+            raise BenchError(f"--report-only: none of this command's runs is in {results_path}")
+        todo = []
 
     lock = threading.Lock()
     failures: list[str] = []
@@ -617,7 +626,8 @@ def _run(args: argparse.Namespace) -> int:
     figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem, args.threads) if selected else []
     print()
     print(markdown, end="")
-    print(f"wrote {results_path}, {table_path}" + "".join(f", {p}" for p in figures))
+    written = [table_path, *figures] if args.report_only else [results_path, table_path, *figures]
+    print("wrote " + ", ".join(str(p) for p in written))
     if failures:
         print(f"error: {len(failures)} run(s) failed: " + "; ".join(failures), file=sys.stderr)
         return 1
