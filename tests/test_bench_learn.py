@@ -117,7 +117,7 @@ def test_bench_learn_report_only_rewrites_the_report_from_the_rows_it_has(learne
     markdown = (results / "bench_DynamicMaze-v0.md").read_text()
     assert set(table_rows(markdown)) == {"HRM carry z", "HRM reset z"}
     assert table_rows(markdown)["HRM carry z"][1] == "0"
-    # a command none of whose runs is in the file: one line, exit 2, nothing written
+    # a command none of whose runs is in the file: a one-line error, exit 2
     code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--set", "hrm:gamma=0.9",
                                                     "--report-only"))
     assert code == 2 and "--report-only: none of this command's runs is in" in err
