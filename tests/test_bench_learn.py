@@ -131,6 +131,9 @@ def test_bench_learn_report_only_rewrites_the_report_from_the_rows_it_has(learne
         (["--budget", "0"], "--budget must be positive"),
         (["--jobs", "0"], "--jobs must be at least 1"),
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "hrm:0"], "--threads must be at least 1"),
+        (["--threads", "td3:2"], "--threads 'td3:2': unknown learner 'td3'"),
+        (["--threads", "hrm:two"], "--threads 'hrm:two' must look like [LEARNER:]N"),
         (["--learners", "carry,a2c"], "--learners: unknown a2c"),
         (["--set", "td3:gamma=0.9"], "unknown learner 'td3'"),
         (["--set", "oracle:gamma=0.9"], "the oracle takes only eval_episodes"),
@@ -206,11 +209,13 @@ def test_rows_recorded_under_other_package_defaults_are_run_again(learned, capsy
 
 def test_a_run_timed_at_another_thread_count_is_run_again(learned, capsys):
     tmp, _ = learned
-    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry,oracle", "--jobs", "1",
-                                                    "--threads", "2"))
+    # two threads for the HRM learners only (the --set prefixes): the DQN row at one thread stands
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry,dqn,oracle", "--jobs", "1",
+                                                    "--threads", "1", "--threads", "hrm:2"))
     assert code == 0, err
     # the oracle is timed in-process at one thread: its row stands; the carry z run is trained again
-    assert "1 of 2 runs already in" in out and "(1 at a time, 2 threads each)" in out
+    label = "threads per run: 2 for HRM carry z; 1 for SB3 DQN"
+    assert "2 of 3 runs already in" in out and f"(1 at a time, {label})" in out
     assert "[1/1] HRM carry z seed 0" in out
     rows = list(csv.DictReader((tmp / "results" / "bench.csv").open()))
     carry = [r for r in rows if r["variant"] == "carry"]
@@ -218,10 +223,13 @@ def test_a_run_timed_at_another_thread_count_is_run_again(learned, capsys):
     (new,) = [r for r in carry if r["threads"] == "2"]
     assert "--threads 2" in (tmp / "runs" / new["run"] / "train.log").read_text().splitlines()[0]
     markdown = (tmp / "results" / "bench_DynamicMaze-v0.md").read_text()
-    assert "(2 threads each)" in markdown.splitlines()[0]
+    assert f"({label})" in markdown.splitlines()[0]
     assert table_rows(markdown)["HRM carry z"][1] == "0"  # the 2-thread run only
+    assert set(table_rows(markdown)) == {"HRM carry z", "SB3 DQN", "BFS oracle"}
+    # the same run, spelled without a prefix
     code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--jobs", "1", "--threads", "2"))
-    assert code == 0 and "1 of 1 runs already in" in out, err
+    assert code == 0 and "1 of 1 runs already in" in out and "(2 threads each)" in out, err
+    assert "(2 threads each)" in (tmp / "results" / "bench_DynamicMaze-v0.md").read_text().splitlines()[0]
 
 
 def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():

@@ -4,7 +4,8 @@ Trains, for seeds ``0 .. K-1``, the HRM agent with carry z and with reset z
 (``python -m hrm_agent.train``) and stable-baselines3 DQN, PPO and sb3-contrib
 RecurrentPPO (``python -m hrm_agent.baselines``), each as its own process with
 ``--threads`` torch threads (default 1), up to ``--jobs`` at a time (``--jobs 1 --threads 2``: one run
-alone on a 2-core machine), and evaluates the BFS oracle (the
+alone on a 2-core machine; ``--threads hrm:2`` gives the named learners their own count, with the
+prefixes of ``--set``), and evaluates the BFS oracle (the
 ceiling: it replans on the true grid every step) with the same greedy protocol
 (:func:`hrm_agent.evaluate.evaluate`, episodes seeded ``seed + 1,000,000 + i``).
 
@@ -77,9 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, required=True, help="seeds 0 .. K-1 of every learner")
     parser.add_argument("--budget", type=int, required=True, help="env steps of every training run")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", action="append", default=[], metavar="[LEARNER:]N",
                         help="torch CPU threads of each training run (default 1; with --jobs 1 --threads 2, "
-                             "each run has a 2-core machine to itself)")
+                             "each run has a 2-core machine to itself); with a prefix as for --set "
+                             "(hrm, sb3, one learner), for those learners only; later items win")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help=f"results file: finished runs, never re-run (default {DEFAULT_RESULTS})")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs)")
@@ -104,6 +106,7 @@ class Task:
     settings: list[str]  # --set items that apply to this learner
     key: tuple[str, ...] = field(default=())  # run_key(...) + (threads,)
     run_dir: Path | None = None
+    threads: int = 1
 
 
 def split_overrides(items: list[str]) -> dict[str, list[str]]:
@@ -129,6 +132,28 @@ def split_overrides(items: list[str]) -> dict[str, list[str]]:
         for name in targets:
             per_learner[name].append(text)
     return per_learner
+
+
+def split_threads(items: list[str]) -> dict[str, int]:
+    """``--threads`` items -> each trained learner's torch threads (default 1; later items win).
+
+    The oracle is evaluated in this process and always counts as one thread.
+    """
+    threads = {name: 1 for name in LEARNERS}
+    for item in items:
+        prefix, colon, text = item.rpartition(":")
+        if colon and prefix not in PREFIXES:
+            raise BenchError(f"--threads {item!r}: unknown learner {prefix!r}; use one of {', '.join(PREFIXES)}")
+        try:
+            count = int(text)
+        except ValueError:
+            raise BenchError(f"--threads {item!r} must look like [LEARNER:]N (e.g. 2 or hrm:2)") from None
+        if count < 1:
+            raise BenchError(f"--threads must be at least 1, got {item!r}")
+        for name in PREFIXES[prefix] if colon else LEARNERS:
+            threads[name] = count
+    threads["oracle"] = 1
+    return threads
 
 
 def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]]) -> dict[str, Any]:
@@ -260,13 +285,13 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
 # ------------------------------------------------------------------ running
 
 
-def command(task: Task, env_id: str, budget: int, env_kwargs: list[str], threads: int = 1) -> list[str]:
+def command(task: Task, env_id: str, budget: int, env_kwargs: list[str]) -> list[str]:
     assert task.run_dir is not None
     if task.variant in HRM_VARIANTS:
         cmd = [sys.executable, "-m", "hrm_agent.train", "--env", env_id, f"--{task.variant}-z"]
     else:
         cmd = [sys.executable, "-m", "hrm_agent.baselines", "--algo", task.variant, "--env", env_id]
-    cmd += ["--seed", str(task.seed), "--total-steps", str(budget), "--threads", str(threads), "--no-progress",
+    cmd += ["--seed", str(task.seed), "--total-steps", str(budget), "--threads", str(task.threads), "--no-progress",
             "--run-dir", str(task.run_dir)]
     cmd += [f"--set={s}" for s in task.settings] + [f"--env-kwarg={k}" for k in env_kwargs]
     return cmd
@@ -275,8 +300,7 @@ def command(task: Task, env_id: str, budget: int, env_kwargs: list[str], threads
 class Launcher:
     """Runs training processes from worker threads; :meth:`stop` interrupts the running ones and starts no more."""
 
-    def __init__(self, threads: int = 1) -> None:
-        self._threads = str(threads)
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
         self._stopped = False
@@ -284,7 +308,7 @@ class Launcher:
     def __call__(self, task: Task, cmd: list[str]) -> tuple[int, str]:
         """Run one training process; its output goes to ``train.log`` in its run directory."""
         assert task.run_dir is not None
-        env = {**os.environ, "OMP_NUM_THREADS": self._threads, "MKL_NUM_THREADS": self._threads}
+        env = {**os.environ, "OMP_NUM_THREADS": str(task.threads), "MKL_NUM_THREADS": str(task.threads)}
         with self._lock:
             if self._stopped:
                 return -1, "not started: interrupted"
@@ -350,15 +374,25 @@ def minutes_to_90(row: dict[str, str]) -> float | None:
     return seconds / 60 * steps / total
 
 
-def threads_label(threads: int) -> str:
-    return f"{threads} thread{'s' if threads > 1 else ''}"
+def threads_label(threads: int | dict[str, int], suffix: str = " each") -> str:
+    """``2 threads each``; given the trained learners' threads and they differ, per learner:
+    ``threads per run: 2 for HRM carry z, HRM reset z; 1 for SB3 DQN``."""
+    if isinstance(threads, dict):
+        groups: dict[int, list[str]] = defaultdict(list)
+        for name, n in threads.items():
+            groups[n].append(LABELS[name])
+        if len(groups) > 1:
+            return "threads per run: " + "; ".join(f"{n} for {', '.join(names)}" for n, names in groups.items())
+        threads = next(iter(groups), 1)
+    return f"{threads} thread{'s' if threads > 1 else ''}{suffix}"
 
 
-def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int, threads: int = 1) -> str:
+def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int,
+          threads: int | dict[str, int] = 1) -> str:
     env = f"{env_id} ({env_kwargs})" if env_kwargs else env_id
     lines = [
         f"bench learn: {env}, budget {budget:,} env steps per training run "
-        f"({threads_label(threads)} each), greedy evaluation (mean ± standard error over seeds)",
+        f"({threads_label(threads)}), greedy evaluation (mean ± standard error over seeds)",
         "",
         "| learner | seeds | greedy success | path efficiency | steps to 90 % | wall-clock (min) | "
         "mean success over the evaluations |",
@@ -419,7 +453,8 @@ def parse_curve(text: str) -> list[tuple[int, float]]:
     return points
 
 
-def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str, threads: int = 1) -> list[Path]:
+def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
+         threads: int | dict[str, int] = 1) -> list[Path]:
     from matplotlib.figure import Figure
 
     from hrm_agent.analysis import save_figure
@@ -466,7 +501,7 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str, threa
 
     bars(axes[1], "final_success", "final greedy success (mean ± SE, dots: seeds)", ylim=(0, 1.05))
     bars(axes[2], "path_efficiency", "path efficiency of successful episodes", ylim=(0, 1.2))
-    bars(axes[4], "wall_clock_s", f"training wall-clock (min, {threads_label(threads)} per run)",
+    bars(axes[4], "wall_clock_s", f"training wall-clock (min, {threads_label(threads, ' per run')})",
          scale=1 / 60)
 
     ax = axes[3]  # steps to first reach 90 %: a dot per seed, a cross at the top for runs that never did
@@ -514,8 +549,6 @@ def _run(args: argparse.Namespace) -> int:
         raise BenchError(f"--budget must be positive, got {args.budget}")
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {args.threads}")
     learners = [n.strip() for n in args.learners.split(",") if n.strip()]
     unknown = [n for n in learners if n not in LEARNERS]
     if unknown or not learners:
@@ -527,6 +560,7 @@ def _run(args: argparse.Namespace) -> int:
     except UsageError as err:
         raise BenchError(str(err)) from None
     per_learner = split_overrides(args.overrides)
+    threads = split_threads(args.threads)
     resolved = check_settings(args.env, learners, per_learner)
     kwargs_text = kwargs_label(env_kwargs)
 
@@ -536,15 +570,14 @@ def _run(args: argparse.Namespace) -> int:
     tasks = []
     for seed in range(args.seeds):
         for name in learners:
-            task = Task(name, seed, per_learner[name])
-            # the oracle is timed in this process: always one thread
+            task = Task(name, seed, per_learner[name], threads=threads[name])
             task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings,
-                               fingerprint(args.env, env_kwargs, resolved[name])) + (
-                str(1 if name == "oracle" else args.threads),)
+                               fingerprint(args.env, env_kwargs, resolved[name])) + (str(task.threads),)
             tasks.append(task)
     todo = [t for t in tasks if t.key not in done]
+    trained = {name: threads[name] for name in learners if name != "oracle"}
     plan = (f"report only, {len(todo)} left out" if args.report_only
-            else f"{len(todo)} to run ({args.jobs} at a time, {threads_label(args.threads)} each)")
+            else f"{len(todo)} to run ({args.jobs} at a time, {threads_label(trained)})")
     print(f"bench learn: {args.env}{f' ({kwargs_text})' if kwargs_text else ''}, budget {args.budget:,}, "
           f"seeds 0-{args.seeds - 1}, {len(learners)} learners: {len(tasks) - len(todo)} of {len(tasks)} runs "
           f"already in {results_path}, {plan}")
@@ -586,10 +619,10 @@ def _run(args: argparse.Namespace) -> int:
     training = [t for t in todo if t.variant != "oracle"]
     for task in training:
         task.run_dir = default_run_dir(args.env, task.variant, task.seed, root=args.runs_dir)
-    launcher = Launcher(args.threads)
+    launcher = Launcher()
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs, args.threads)): t
+        futures = {pool.submit(launcher, t, command(t, args.env, args.budget, args.env_kwargs)): t
                    for t in training}
         for future in as_completed(futures):
             task = futures[future]
@@ -618,12 +651,12 @@ def _run(args: argparse.Namespace) -> int:
     selected = [r for r in rows if row_key(r) in keys]
     env_name = args.env.split(":")[-1].replace("/", "-")
     stem = f"{results_path.stem}_{env_name}"
-    markdown = table(selected, args.env, kwargs_text, args.budget, args.threads)
+    markdown = table(selected, args.env, kwargs_text, args.budget, trained)
     from hrm_agent.checkpoint import atomic_write
 
     table_path = results_path.with_name(stem + ".md")
     atomic_write(table_path, lambda f: f.write(markdown.encode()))
-    figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem, args.threads) if selected else []
+    figures = plot(selected, markdown.splitlines()[0], results_path.parent, stem, trained) if selected else []
     print()
     print(markdown, end="")
     written = [table_path, *figures] if args.report_only else [results_path, table_path, *figures]
