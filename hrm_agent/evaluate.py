@@ -46,6 +46,12 @@ DISTANCE_BINS = (1, 10, 20)
 # A failed episode is "stuck" when its last STUCK_WINDOW steps stay on at most STUCK_CELLS cells:
 # walking into a wall or closed door, or stepping back and forth.
 STUCK_WINDOW, STUCK_CELLS = 20, 2
+# The test set (SPEC §5b): the episodes every final figure is reported on, never used to choose anything,
+# the same episodes for every learner and seed (paired comparisons). Episode i is seeded TEST_SEED + i, a
+# range nothing else uses (training envs are seeded from the run's seed, the validation evaluations during
+# training 1,000,000 + seed + i, the re-planning runs of the results 3,000,000 + i).
+TEST_SEED = 10_000_000
+TEST_EPISODES = 1024
 
 if TYPE_CHECKING:
     from hrm_agent.agent import HRMAgent
@@ -284,8 +290,12 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hrm_agent.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run directory (its final model, else last checkpoint) or a model file")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i is seeded seed + i (default 0)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes to run (default 100)")
+    parser.add_argument("--seed", type=int, default=None, help="episode i is seeded seed + i (default 0)")
+    parser.add_argument("--test", action="store_true",
+                        help=f"play the test set, the episodes final figures are reported on: {TEST_EPISODES} "
+                             f"episodes seeded {TEST_SEED:,} + i (the same for every agent; excludes --episodes "
+                             "and --seed)")
     parser.add_argument("--gif", metavar="PATH", help="write the first episode's frames as an animated GIF")
     parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
                         help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
@@ -304,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the printed figures to PATH as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
+    if args.test:
+        if args.episodes is not None or args.seed is not None:
+            parser.error("--test plays the fixed test set; drop --episodes/--seed")
+        args.episodes, args.seed = TEST_EPISODES, TEST_SEED
+    args.episodes = 100 if args.episodes is None else args.episodes
+    args.seed = 0 if args.seed is None else args.seed
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
     if args.intervention_step < 1:
@@ -327,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
                               "variant": agent.variant, "episodes": args.episodes, "seed": args.seed,
+                              "episode_set": "test" if args.test else "custom",
                               "policy": "stochastic" if args.stochastic else "greedy"}
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}"
+          + ("  (the test set)" if args.test else "")
           + (f"  policy: random action with probability {agent.config.exploration_final_eps}"
              if args.stochastic else ""))
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")

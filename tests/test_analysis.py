@@ -423,3 +423,44 @@ def test_ablation_table_keeps_runs_timed_alone_apart_and_says_how_they_ran(tmp_p
     commands = [line for line in markdown.splitlines() if line.startswith("- arm: ")]
     assert len(commands) == 2 and sum("--jobs 1 --threads 2 --learners carry" in c for c in commands) == 1
     assert all(f"--set hrm:{settings}" in c for c in commands)
+
+
+def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, tmp_path, capsys):
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.evaluate import TEST_SEED, evaluate
+
+    results = tmp_path / "test.csv"
+    sources = [str(runs["carry"]), str(runs["reset"]), "oracle:DynamicMaze-v0"]
+    assert command("test_set").main([*sources, "--results", str(results), "--episodes", "12"]) == 0
+    rows = read_csv(results)
+    assert [(r["label"], r["seed"]) for r in rows] == [("carry z (token)", "0"), ("reset z", "1"), ("oracle", "0")]
+    # the row is evaluate's figure on the test set's episodes, with every episode's outcome kept
+    expected = evaluate(HRMAgent.load(runs["carry"]), 12, seed=TEST_SEED).success
+    module = command("test_set")
+    assert float(rows[0]["success"]) == pytest.approx(expected.mean())
+    assert module.outcomes(rows[0]).tolist() == expected.astype(float).tolist()
+    assert rows[0]["train_steps"] == "200" and float(rows[2]["success"]) == 1.0
+    report = results.with_suffix(".md").read_text()
+    assert "| reset z (first 12 episodes) − carry z (token) (first 12 episodes) |" in report or \
+        "| carry z (token) (first 12 episodes) − reset z (first 12 episodes) |" in report
+    capsys.readouterr()
+    # played once: the same command again plays nothing new; another label is a new row
+    assert command("test_set").main([str(runs["carry"]), "--results", str(results), "--episodes", "12"]) == 0
+    assert "already in" in capsys.readouterr().out and len(read_csv(results)) == 3
+    assert command("test_set").main([str(tmp_path / "nowhere"), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no such run directory") and len(err.strip().splitlines()) == 1
+    help_text = run(str(ANALYSIS / "test_set.py"), "--help", timeout=30)
+    assert help_text.returncode == 0 and "usage: python analysis/test_set.py" in help_text.stdout
+
+
+def test_evaluate_test_flag_plays_the_test_set_and_refuses_a_custom_seed(runs, tmp_path):
+    result = run("-m", "hrm_agent.evaluate", str(runs["carry"]), "--test", "--seed", "3")
+    assert result.returncode == 2 and "--test plays the fixed test set" in result.stderr
+    report = tmp_path / "test.json"
+    result = run("-m", "hrm_agent.evaluate", str(runs["carry"]), "--test", "--json", str(report), timeout=300)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    data = json.loads(report.read_text())
+    assert (data["episodes"], data["seed"], data["episode_set"]) == (1024, 10_000_000, "test")
