@@ -1,0 +1,58 @@
+"""The committed trained agents (analysis/agents/) and the command that adds to them."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_train_cli import TINY_ARGS, run
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = ROOT / "analysis" / "agents"
+
+
+def zoo_module():
+    spec = importlib.util.spec_from_file_location("analysis_zoo", ROOT / "analysis" / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_add_copies_the_model_plays_the_test_set_and_records_the_command(tmp_path, capsys):
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.hyperparams import resolve_config
+
+    run_dir = tmp_path / "run"
+    result = run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--reset-z", "--seed", "3", "--run-dir",
+                 str(run_dir), "--total-steps", "100", "--set=eval_freq=0", "--set=checkpoint_freq=0", *TINY_ARGS)
+    assert result.returncode == 0, result.stderr
+    zoo, results = tmp_path / "zoo", tmp_path / "test.csv"
+    module = zoo_module()
+    argv = ["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results), "--commit", "abc"]
+    assert module.main(argv) == 0
+    (row,) = module.read_manifest(zoo)
+    assert (row["env"], row["variant"], row["seed"], row["env_steps"], row["commit"]) == (
+        "DynamicMaze-v0", "reset", "3", "100", "abc")
+    agent = HRMAgent.load(zoo / row["file"])
+    original = HRMAgent.load(run_dir)
+    for key, value in original.online.state_dict().items():
+        assert agent.online.state_dict()[key].equal(value)
+    # the recorded command resolves to the agent's config
+    words = shlex.split(row["command"])
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert "--reset-z" in words and words[words.index("--total-steps") + 1] == "100"
+    assert resolve_config("DynamicMaze-v0", None, sets, carry_z=False).model_dump() == {
+        **agent.config.model_dump(), "total_steps": resolve_config("DynamicMaze-v0").total_steps}
+    assert float(row["test_success"]) == float(module.read_manifest(zoo)[0]["test_success"])
+    assert len((results).read_text().strip().splitlines()) == 2
+    # adding it again replaces its row; a directory that is no run is one line and exit code 2
+    assert module.main(argv) == 0 and len(module.read_manifest(zoo)) == 1
+    capsys.readouterr()
+    assert module.main(["--zoo", str(zoo), "add", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a finished HRM training run" in err and len(err.splitlines()) == 1
+    assert module.main(["--zoo", str(tmp_path / "empty"), "check"]) == 2
