@@ -29,15 +29,13 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import ValidationError
 
 from hrm_agent import checkpoint
-from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
-from hrm_agent.hyperparams import AgentConfig, ConfigError, format_validation_error, resolve_config
+from hrm_agent.hyperparams import AgentConfig, resolve_config
 from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.replay import ReplayBuffer
-from hrm_agent.tokens import Tokenizer
+from hrm_agent.runs import hrm_model_config
 
 FINAL_MODEL = "final_model.pt"
 LOG_INTERVAL = 1_000  # env steps between rollout/train log rows
@@ -68,26 +66,64 @@ def make_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int) -> gym.ve
     )
 
 
-def make_logger(run_dir: Path) -> Any:
+def make_logger(run_dir: Path, resume_step: int | None = None) -> Any:
     """stable-baselines3 logger writing ``progress.csv`` and TensorBoard events in ``run_dir``.
 
-    A resumed run appends to its ``progress.csv`` (SB3's own CSV writer would truncate it).
+    A resumed run (``resume_step``: the step of its checkpoint) first drops what was logged past that
+    step (:func:`hrm_agent.runs.truncate_logs`), then appends to its ``progress.csv`` (SB3's own CSV
+    writer would truncate it) and writes a new events file that tells a TensorBoard already showing
+    the run to purge its steps past ``resume_step``. A write the file system refuses raises
+    ``OutputError`` naming the file.
     """
     from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hrm_agent.runs import PROGRESS_CSV, truncate_logs
 
     class AppendingCSVOutputFormat(CSVOutputFormat):
         def __init__(self, filename: str) -> None:
-            path = Path(filename)
-            if not path.is_file() or path.stat().st_size == 0:
-                super().__init__(filename)
-                return
-            self.file = path.open("r+")
+            self.path = Path(filename)
+            try:
+                if not self.path.is_file() or self.path.stat().st_size == 0:
+                    super().__init__(filename)
+                    return
+                self.file = self.path.open("r+")
+            except OSError as err:
+                raise checkpoint.OutputError(self.path, err) from err
             self.keys = self.file.readline().rstrip("\n").split(",")
             self.file.seek(0, 2)  # append after the rows already logged
             self.separator, self.quotechar = ",", '"'
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    formats = [AppendingCSVOutputFormat(str(run_dir / "progress.csv")), TensorBoardOutputFormat(str(run_dir))]
+        def write(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().write(*args, **kwargs)
+            except OSError as err:
+                raise checkpoint.OutputError(self.path, err) from err
+
+    class PurgingTensorBoardOutputFormat(TensorBoardOutputFormat):
+        def __init__(self, folder: str, purge_step: int | None) -> None:
+            try:
+                self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+            except OSError as err:
+                raise checkpoint.OutputError(folder, err) from err
+            self._is_closed = False
+            event_writer = getattr(self.writer.file_writer, "event_writer", None)
+            self.path = getattr(event_writer, "_file_name", folder)  # the events file, where tensorboard says
+
+        def write(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().write(*args, **kwargs)
+            except OSError as err:
+                raise checkpoint.OutputError(self.path, err) from err
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise checkpoint.OutputError(run_dir, err) from err
+    if resume_step is not None:
+        truncate_logs(run_dir, resume_step)
+    formats = [AppendingCSVOutputFormat(str(run_dir / PROGRESS_CSV)),
+               PurgingTensorBoardOutputFormat(str(run_dir), None if resume_step is None else resume_step + 1)]
     return Logger(str(run_dir), formats)
 
 
@@ -173,15 +209,8 @@ class HRMAgent:
         probe = gym.make(self.env_id, **self.env_kwargs)
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         probe.close()
-        if not isinstance(self.action_space, gym.spaces.Discrete):
-            raise ValueError(f"the HRM agent needs a Discrete action space, got {self.action_space}")
-        self.tokenizer = Tokenizer(self.observation_space, self.config.crop_border)
-        try:
-            self.model_config = HRMConfig(
-                **{**self.tokenizer.model_fields(), "num_actions": int(self.action_space.n), **self.config.model}
-            )
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(err, prefix="model")) from None
+        # the same check the commands make before any work (hrm_agent.runs.check_config)
+        self.tokenizer, self.model_config = hrm_model_config(self.observation_space, self.action_space, self.config)
 
         torch.manual_seed(seed)
         self.online = HRMQNetwork(self.model_config).to(self.device)
@@ -220,6 +249,7 @@ class HRMAgent:
         self._episode_length: np.ndarray | None = None
         self._ep_info: deque[tuple[float, int, bool]] = deque(maxlen=100)
         self._logger: Any = None
+        self._resumed_at: int | None = None  # the checkpoint's step when loaded from one: logs end there
         self._stop_requested = False
 
     # ------------------------------------------------------------------ acting
@@ -292,7 +322,7 @@ class HRMAgent:
             self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len, latent_shape, latent_dtype,
                                        goal_tokens=self.tokenizer.goal_tokens)
         if self.run_dir is not None and self._logger is None:
-            self._logger = make_logger(self.run_dir)
+            self._logger = make_logger(self.run_dir, resume_step=self._resumed_at)
             self._log_hparams()
 
     def learn(
@@ -531,7 +561,17 @@ class HRMAgent:
         """Load a saved model; ``path`` may be a run directory (its final model, else its last checkpoint)."""
         path = Path(path)
         if path.is_dir():
+            baseline_files = [name for name in ("final_model.zip", "checkpoints/last.zip") if (path / name).is_file()]
+            if baseline_files and not (path / FINAL_MODEL).is_file() and not (path / LAST_CHECKPOINT).is_file():
+                raise checkpoint.CheckpointError(
+                    f"{path} is a run of python -m hrm_agent.baselines (a stable-baselines3 model, "
+                    f"{baseline_files[0]}), not of the HRM agent: load it with the algorithm's load (e.g. "
+                    "stable_baselines3.DQN.load); bench learn and analysis/learning_table.py read its summary.json")
             path = path / FINAL_MODEL if (path / FINAL_MODEL).is_file() else path / LAST_CHECKPOINT
+        elif path.suffix == ".zip" and path.is_file():
+            raise checkpoint.CheckpointError(
+                f"{path} is a stable-baselines3 model (python -m hrm_agent.baselines writes these), not an HRM "
+                "agent's: load it with the algorithm's load (e.g. stable_baselines3.DQN.load)")
         return cls._from_header(checkpoint.load_file(path), device, None)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -596,6 +636,7 @@ class HRMAgent:
         agent.last_target_sync = counters["last_target_sync"]
         agent.learning_starts_at = counters["learning_starts_at"]
         agent.wall_time = counters["wall_time"]
+        agent._resumed_at = agent.num_timesteps
         agent.eval_history = list(data["eval_history"])
         agent.rng.bit_generator.state = data["rng"]["numpy"]
         torch.set_rng_state(data["rng"]["torch"])

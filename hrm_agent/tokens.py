@@ -39,9 +39,11 @@ class Tokenizer:
             and np.issubdtype(observation_space.dtype, np.integer)
             and np.all(observation_space.low >= 0)
         ):
+            got = observation_space if isinstance(observation_space, spaces.Box) else (
+                f"a {type(observation_space).__name__} space")  # a Dict's repr runs over lines and addresses
             raise ValueError(
                 "the HRM agent needs a 2-D integer token-grid observation (Box of shape (H, W), e.g. "
-                f"DynamicMaze-v0/FourRooms-v0 with obs_mode='full'); got {observation_space}"
+                f"DynamicMaze-v0/FourRooms-v0 with obs_mode='full'); got {got}"
             )
         height, width = observation_space.shape
         if crop_border and (height < 3 or width < 3):

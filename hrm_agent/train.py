@@ -22,16 +22,19 @@ from typing import Any, Callable
 import gymnasium as gym
 
 from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent, TrainingDiverged
-from hrm_agent.checkpoint import CheckpointError
-from hrm_agent.hyperparams import ConfigError, preset_names, resolve_config
+from hrm_agent.hyperparams import preset_names, resolve_config
 from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
-    EXIT_USAGE,
+    RunFault,
     UsageError,
+    check_config,
     check_env_id,
+    check_writable,
     default_run_dir,
     json_safe,
+    one_line_errors,
     package_versions,
     parse_env_kwargs,
+    run_fault,
     set_torch_threads,
     summary_record,
     write_json,
@@ -99,6 +102,7 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
         checkpoint_path = args.resume / LAST_CHECKPOINT
         if not checkpoint_path.is_file():
             raise UsageError(f"nothing to resume: {checkpoint_path} does not exist")
+        check_writable(args.resume, "--resume", directory=True)
         agent = HRMAgent.load_checkpoint(checkpoint_path, device=args.device, run_dir=args.resume)
         requested = []
         if args.env is not None and args.env != agent.env_id:
@@ -125,17 +129,22 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
         raise UsageError("--env is required (or --resume RUN_DIR)")
     check_env_id(args.env)
     config = resolve_config(args.env, args.config, overrides_from(args), args.carry_z, preset=args.preset)
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    check_config(args.env, env_kwargs, config)
     seed = 0 if args.seed is None else args.seed
     total = config.total_steps if args.total_steps is None else args.total_steps
     if total < 1:
         raise UsageError(f"--total-steps must be positive, got {total}")
     config = config.model_copy(update={"total_steps": total})  # config.yaml records the budget actually run
     run_dir = args.run_dir
-    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
         raise UsageError(f"run directory {run_dir} already exists and is not empty; "
                          f"continue it with --resume {run_dir} or pick another --run-dir")
-    agent = HRMAgent(args.env, config, seed=seed, device=args.device,
-                     env_kwargs=parse_env_kwargs(args.env_kwargs), run_dir=run_dir)
+    if run_dir is None:
+        check_writable(Path("runs"), "the run directory's folder", directory=True)
+    else:
+        check_writable(run_dir, "--run-dir", directory=True)
+    agent = HRMAgent(args.env, config, seed=seed, device=args.device, env_kwargs=env_kwargs, run_dir=run_dir)
     if run_dir is None:  # claimed only once the agent exists, so a user mistake leaves no empty folder
         agent.run_dir = default_run_dir(args.env, agent.variant, seed)
     return agent, total
@@ -144,16 +153,23 @@ def make_agent(args: argparse.Namespace) -> tuple[HRMAgent, int]:
 def start(args: argparse.Namespace) -> tuple[HRMAgent, int]:
     """The agent of a run, its directory and ``config.yaml`` written, and the env steps still to run.
 
-    Raises UsageError, ConfigError, CheckpointError, or the ValueError/TypeError/gymnasium
-    error of an env that rejects its kwargs: the user mistakes ``main`` turns into exit code 2.
+    Raises UsageError, ConfigError, CheckpointError, OSError (an output that cannot be written), or the
+    ValueError/TypeError/gymnasium error of an env that rejects its kwargs: the user mistakes ``main``
+    turns into exit code 2. A new run's directory is removed again when it cannot be set up.
     """
     set_torch_threads(args.threads)
+    created = args.resume is None and (args.run_dir is None or not args.run_dir.exists())
     agent, remaining = make_agent(args)
     run_dir = agent.run_dir
     assert run_dir is not None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # a resume rewrites it only to record an extended budget (everything else must match the checkpoint)
-    write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # a resume rewrites it only to record an extended budget (everything else must match the checkpoint)
+        write_yaml(run_dir / "config.yaml", resolved_record(agent, str(agent.device)))
+    except OSError:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     print(f"run dir: {run_dir}  ({agent.env_id}, {agent.variant} z, seed {agent.seed}, "
           f"{agent.num_timesteps}/{agent.num_timesteps + remaining} steps, device {agent.device})", flush=True)
     return agent, remaining
@@ -181,21 +197,22 @@ def run(args: argparse.Namespace, callback: Callable[[HRMAgent], bool | None] | 
     return agent, finish(agent, remaining, progress_bar=not args.no_progress, callback=callback)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         agent, remaining = start(args)
-    except (UsageError, ConfigError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(err).strip().splitlines()[0]) from None
     try:
         summary = finish(agent, remaining, progress_bar=not args.no_progress)
     except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise RunFault(str(err)) from None
+    except OSError as err:  # disk full, the run directory made read-only, ...
+        assert agent.run_dir is not None
+        how = (f"continue from its last checkpoint with: python -m hrm_agent.train --resume {agent.run_dir}"
+               if (agent.run_dir / LAST_CHECKPOINT).is_file() else "it wrote no checkpoint: start it again")
+        raise run_fault(err, agent.num_timesteps, how) from None
     run_dir = agent.run_dir
     if summary is None:
         print(f"interrupted at step {agent.num_timesteps}; checkpoint saved. "

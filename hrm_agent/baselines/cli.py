@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from hrm_agent.baselines.config import ALGOS, BaselineConfig, resolve_baseline_config
-from hrm_agent.hyperparams import ConfigError
 from hrm_agent.runs import (
-    EXIT_USAGE,
     UsageError,
+    check_config,
     check_env_id,
+    check_writable,
     default_run_dir,
+    one_line_errors,
     package_versions,
     parse_env_kwargs,
+    run_fault,
     set_torch_threads,
     summary_record,
     write_json,
@@ -86,20 +87,26 @@ def hparams(algo: str, env_id: str, seed: int, config: BaselineConfig) -> dict[s
     return flat
 
 
-def prepare(args: argparse.Namespace) -> tuple[BaselineConfig, dict[str, Any], int, Path]:
-    """Resolved config, env kwargs, budget and run dir; raises UsageError/ConfigError."""
+def prepare(args: argparse.Namespace) -> tuple[BaselineConfig, dict[str, Any], int]:
+    """Resolved and checked config (:func:`hrm_agent.runs.check_config`), env kwargs and budget, the
+    output folder checked for writing; raises UsageError/ConfigError. Creates nothing."""
     check_env_id(args.env)
     env_kwargs = parse_env_kwargs(args.env_kwargs)
     config = resolve_baseline_config(args.algo, args.env, args.config, args.overrides)
+    check_config(args.env, env_kwargs, config)
     total = config.total_steps if args.total_steps is None else args.total_steps
     if total < 1:
         raise UsageError(f"--total-steps must be positive, got {total}")
-    run_dir = args.run_dir or default_run_dir(args.env, args.algo, args.seed)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"run directory {run_dir} already exists and is not empty; pick another --run-dir")
-    return config, env_kwargs, total, run_dir
+    if args.run_dir is None:
+        check_writable(Path("runs"), "the run directory's folder", directory=True)
+    else:
+        if args.run_dir.is_dir() and any(args.run_dir.iterdir()):
+            raise UsageError(f"run directory {args.run_dir} already exists and is not empty; pick another --run-dir")
+        check_writable(args.run_dir, "--run-dir", directory=True)
+    return config, env_kwargs, total
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -111,23 +118,29 @@ def main(argv: list[str] | None = None) -> int:
         timed_learn,
     )
 
+    set_torch_threads(args.threads)
+    config, env_kwargs, total = prepare(args)
     try:
-        set_torch_threads(args.threads)
-        config, env_kwargs, total, run_dir = prepare(args)
         model = make_model(args.algo, args.env, config, seed=args.seed, env_kwargs=env_kwargs, device=args.device)
-    except (UsageError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(err).strip().splitlines()[0]) from None
 
     from hrm_agent.agent import make_logger
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(run_dir / "config.yaml",
-               resolved_record(args.algo, args.env, env_kwargs, args.seed, str(model.device), config, model))
-    model.set_logger(make_logger(run_dir))
+    # claimed only once the model exists, so a user mistake leaves no folder behind
+    run_dir = args.run_dir or default_run_dir(args.env, args.algo, args.seed)
+    created = not run_dir.exists() or not any(run_dir.iterdir())
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(run_dir / "config.yaml",
+                   resolved_record(args.algo, args.env, env_kwargs, args.seed, str(model.device), config, model))
+        model.set_logger(make_logger(run_dir))
+    except OSError:
+        if created and run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     callback = RunCallback(config, args.env, env_kwargs, args.seed, args.algo, total, run_dir=run_dir,
                            hparams=hparams(args.algo, args.env, args.seed, config),
                            progress_bar=not args.no_progress)
@@ -139,17 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         wall = timed_learn(model, total, callback)
+        if callback.stop_requested:
+            callback.save_checkpoint()
+            print(f"interrupted at step {model.num_timesteps}; checkpoint saved to {run_dir / 'checkpoints'}")
+            return 130
+        callback.finish()
+        callback.save_checkpoint()
+        save_model(model, run_dir / FINAL_MODEL)
+        summary = summary_record(args.env, args.algo, args.seed, model.num_timesteps, wall, callback.eval_history)
+        write_json(run_dir / "summary.json", summary)
+    except OSError as err:  # disk full, the run directory made read-only, ...
+        raise run_fault(err, model.num_timesteps, "a baselines run does not resume: start it again "
+                                                  "with another --run-dir") from None
     finally:
         signal.signal(signal.SIGINT, previous)
-    if callback.stop_requested:
-        callback.save_checkpoint()
-        print(f"interrupted at step {model.num_timesteps}; checkpoint saved to {run_dir / 'checkpoints'}")
-        return 130
-    callback.finish()
-    callback.save_checkpoint()
-    save_model(model, run_dir / FINAL_MODEL)
-    summary = summary_record(args.env, args.algo, args.seed, model.num_timesteps, wall, callback.eval_history)
-    write_json(run_dir / "summary.json", summary)
     final = summary["final_eval"]
     if final is not None:
         print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "
