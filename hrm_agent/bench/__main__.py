@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from hrm_agent.runs import one_line_errors
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "env": ("hrm_agent.bench.env", "random-action stepping speed of our envs vs minigrid's FourRooms"),
@@ -15,7 +17,9 @@ SUBCOMMANDS = {
 }
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
+    """A subcommand; a mistake in its arguments is one ``error:`` line and exit code 2 (checked before any work)."""
     parser = argparse.ArgumentParser(prog="python -m hrm_agent.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     modules = {}

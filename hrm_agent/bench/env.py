@@ -45,8 +45,10 @@ def steps_per_second(env_id: str, steps: int, seed: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hrm_agent.runs import UsageError
+
     if args.steps < 1 or args.repeats < 1:
-        raise SystemExit("--steps and --repeats must be >= 1")
+        raise UsageError(f"--steps and --repeats must be at least 1, got {args.steps} and {args.repeats}")
     medians = {}
     for env_id in ENV_IDS:
         speeds = [steps_per_second(env_id, args.steps, args.seed + r) for r in range(args.repeats)]

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_agent.analysis import bootstrap_difference, format_mean_se, mean_se, number
+from hrm_agent.runs import UsageError
 
 DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
 HRM_VARIANTS = ("carry", "reset")
@@ -69,7 +70,7 @@ FIELDS = [
 KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings", "defaults")
 
 
-class BenchError(Exception):
+class BenchError(UsageError):
     """A user mistake or unreadable results file: one line, exit code 2."""
 
 
@@ -156,21 +157,34 @@ def split_threads(items: list[str]) -> dict[str, int]:
     return threads
 
 
-def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]]) -> dict[str, Any]:
-    """Resolve every learner's config once, so a bad ``--set`` fails before anything runs; returns them."""
+def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list[str]],
+                   env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolve and check every learner's config once (:func:`hrm_agent.runs.check_config`: the model
+    with the env's token grid too), so a bad ``--set`` fails before anything runs; returns them."""
     from hrm_agent.baselines.config import resolve_baseline_config
     from hrm_agent.hyperparams import ConfigError, resolve_config
+    from hrm_agent.runs import check_config, check_env
+    from hrm_agent.tokens import Tokenizer
 
     resolved: dict[str, Any] = {}
     for name in learners:
         try:
             if name in HRM_VARIANTS:
-                resolved[name] = resolve_config(env_id, None, per_learner[name], carry_z=name == "carry").model_dump()
+                config = resolve_config(env_id, None, per_learner[name], carry_z=name == "carry")
             elif name in SB3_ALGOS:
-                resolved[name] = resolve_baseline_config(name, env_id, None, per_learner[name]).model_dump()
+                config = resolve_baseline_config(name, env_id, None, per_learner[name])
             else:
                 resolved[name] = {"eval_episodes": oracle_episodes(env_id, per_learner[name])}
-        except ConfigError as err:
+                try:  # the oracle plans on the token grid
+                    Tokenizer(check_env(env_id, env_kwargs or {})[0], crop_border=False)
+                except ValueError as err:
+                    raise BenchError(f"oracle: {str(err).replace('the HRM agent needs', 'the oracle needs')}") from None
+                continue
+            check_config(env_id, env_kwargs or {}, config)
+            resolved[name] = config.model_dump()
+        except (ConfigError, UsageError) as err:
+            if isinstance(err, BenchError):
+                raise
             hint = (" (an unprefixed --set reaches every learner; prefix it, e.g. --set hrm:KEY=VALUE)"
                     if "Extra inputs" in str(err) else "")
             raise BenchError(f"{name}: {err}{hint}") from None
@@ -319,9 +333,14 @@ class Launcher:
         finally:
             with self._lock:
                 self._running.discard(proc)
-        task.run_dir.mkdir(parents=True, exist_ok=True)
-        (task.run_dir / "train.log").write_text(f"$ {' '.join(cmd)}\n{out}{err}")
         last = (err.strip().splitlines() or out.strip().splitlines() or [""])[-1]
+        from hrm_agent.checkpoint import atomic_write
+        from hrm_agent.runs import error_line
+
+        try:
+            atomic_write(task.run_dir / "train.log", lambda f: f.write(f"$ {' '.join(cmd)}\n{out}{err}".encode()))
+        except OSError as write_error:  # the run's own outcome still counts; its log is what is lost
+            last = f"{last} (and {error_line(write_error)})"
         return proc.returncode, last
 
     def stop(self) -> None:
@@ -533,15 +552,11 @@ def plot(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return _run(args)  # a mistake: BenchError, one line and exit code 2 (bench's main)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hrm_agent.runs import UsageError, check_env, default_run_dir, parse_env_kwargs
+    from hrm_agent.runs import check_env, check_writable, error_line, parse_env_kwargs
 
     if args.seeds < 1:
         raise BenchError(f"--seeds must be at least 1, got {args.seeds}")
@@ -561,8 +576,14 @@ def _run(args: argparse.Namespace) -> int:
         raise BenchError(str(err)) from None
     per_learner = split_overrides(args.overrides)
     threads = split_threads(args.threads)
-    resolved = check_settings(args.env, learners, per_learner)
+    resolved = check_settings(args.env, learners, per_learner, env_kwargs)
     kwargs_text = kwargs_label(env_kwargs)
+    try:
+        check_writable(args.results, "--results")
+        if not args.report_only and [n for n in learners if n != "oracle"]:
+            check_writable(args.runs_dir, "--runs-dir", directory=True)
+    except UsageError as err:
+        raise BenchError(str(err)) from None
 
     results_path: Path = args.results
     rows = read_results(results_path)
@@ -586,6 +607,22 @@ def _run(args: argparse.Namespace) -> int:
             raise BenchError(f"--report-only: none of this command's runs is in {results_path}")
         todo = []
 
+    try:
+        return _execute(args, tasks, todo, rows, learners, threads, env_kwargs, kwargs_text)
+    except OSError as err:  # a results or run file the file system refused, mid-benchmark
+        from hrm_agent.runs import RunFault
+
+        raise RunFault(f"{error_line(err)}; the runs recorded so far are in {results_path}: run the same "
+                       "command again to continue") from None
+
+
+def _execute(args: argparse.Namespace, tasks: list[Task], todo: list[Task], rows: list[dict[str, str]],
+             learners: list[str], threads: dict[str, int], env_kwargs: dict[str, Any], kwargs_text: str) -> int:
+    """Run ``todo``, record each finished run in the results file, then write the table and figures."""
+    from hrm_agent.runs import default_run_dir
+
+    results_path: Path = args.results
+    trained = {name: threads[name] for name in learners if name != "oracle"}
     lock = threading.Lock()
     failures: list[str] = []
 
@@ -645,6 +682,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; finished runs are in {results_path}: run the same command to continue",
               file=sys.stderr)
         return 130
+    except OSError:  # the results file refused: stop the running trainings (each checkpoints) first
+        launcher.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     pool.shutdown()
 
     keys = {t.key for t in tasks}

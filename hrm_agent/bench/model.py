@@ -31,7 +31,6 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRMQNetwork
 
-NUM_ACTIONS = 4
 MFU_TARGET = 0.5  # of the float32 matmul peak, for the float32 model
 
 aten = torch.ops.aten
@@ -138,33 +137,35 @@ def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
 
 def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, int, bool]:
     """The model config, replay batch size and deep-supervision flag an ``HRMAgent`` would train
-    ``env_id`` with by default (or with ``preset``)."""
-    import gymnasium as gym
+    ``env_id`` with by default (or with ``preset``); raises UsageError/ConfigError
+    (:func:`hrm_agent.runs.check_config`)."""
+    from hrm_agent.hyperparams import resolve_config
+    from hrm_agent.runs import check_config, check_env_id
 
-    from hrm_agent.hyperparams import ConfigError, resolve_config
-    from hrm_agent.tokens import Tokenizer
-
-    try:
-        config = resolve_config(env_id, None, [], None, preset=preset)
-        env = gym.make(env_id)
-    except (ConfigError, gym.error.Error) as err:
-        raise SystemExit(f"error: {str(err).splitlines()[0]}") from None
-    tokenizer = Tokenizer(env.observation_space, config.crop_border)
-    env.close()
-    model = HRMConfig(**{**tokenizer.model_fields(), "num_actions": NUM_ACTIONS, **config.model})
+    check_env_id(env_id)
+    config = resolve_config(env_id, None, [], None, preset=preset)
+    model = check_config(env_id, {}, config)
     return model, config.batch_size, config.deep_supervision
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from hrm_agent.hyperparams import ConfigError, format_validation_error
+    from hrm_agent.runs import UsageError, set_torch_threads
+
+    set_torch_threads(args.threads)
+    if any(n is not None and n < 1 for n in (args.batch_size, args.seq_len, args.repeats, args.peak_size)) \
+            or args.warmup < 0:
+        raise UsageError("--batch-size, --seq-len, --repeats and --peak-size must be at least 1, --warmup at least 0")
     base, default_batch, deep_supervision = default_setup(args.env, args.preset)
     args.batch_size = default_batch if args.batch_size is None else args.batch_size
     if args.seq_len is not None:  # the grid-based encodings then see a one-row grid of that length
         grid = None if base.grid_shape is None else (1, args.seq_len)
-        base = HRMConfig(**{**base.model_dump(), "seq_len": args.seq_len, "grid_shape": grid})
-    if min(args.batch_size, base.seq_len, args.repeats, args.peak_size) < 1 or args.warmup < 0:
-        raise SystemExit("--batch-size, --seq-len, --repeats and --peak-size must be >= 1, --warmup >= 0")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        try:
+            base = HRMConfig(**{**base.model_dump(), "seq_len": args.seq_len, "grid_shape": grid})
+        except ValidationError as err:
+            raise ConfigError(f"--seq-len {args.seq_len}: {format_validation_error(err, prefix='model')}") from None
     dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
     torch.manual_seed(0)
 

@@ -237,13 +237,7 @@ def report(results: dict[str, dict[str, Any]], env_id: str, steps: int, threads:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hrm_agent.bench.learn import BenchError
-
-    try:
-        settings, env_kwargs = _check(args)
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    settings, env_kwargs = _check(args)  # a mistake: BenchError, one line and exit code 2 (bench's main)
     results = {}
     context = multiprocessing.get_context("spawn")
     for name in LEARNERS:
@@ -255,34 +249,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Validate everything in this process, so a mistake is one line and not a child's traceback."""
+    """Validate everything in this process (:func:`hrm_agent.runs.check_config`), so a mistake is one
+    line and not a child's traceback."""
     from hrm_agent.baselines.config import resolve_baseline_config
     from hrm_agent.bench.learn import BenchError
     from hrm_agent.hyperparams import ConfigError, resolve_config
-    from hrm_agent.runs import UsageError, check_env_id, parse_env_kwargs
+    from hrm_agent.runs import UsageError, check_config, check_env, parse_env_kwargs
 
     if args.steps < 1:
         raise BenchError(f"--steps must be positive, got {args.steps}")
     if args.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {args.threads}")
     try:
-        check_env_id(args.env)
         env_kwargs = parse_env_kwargs(args.env_kwargs)
+        check_env(args.env, env_kwargs)
     except UsageError as err:
         raise BenchError(str(err)) from None
-    import gymnasium as gym
-
-    try:
-        gym.make(args.env, **env_kwargs).close()
-    except (ValueError, TypeError, gym.error.Error) as err:
-        raise BenchError(str(err).splitlines()[0]) from None
     settings = split_overrides(args.overrides)
     for name in LEARNERS:
         try:
             if name == "dqn":
-                resolve_baseline_config("dqn", args.env, None, settings[name] + NO_EVAL)
+                config = resolve_baseline_config("dqn", args.env, None, settings[name] + NO_EVAL)
             else:
-                resolve_config(args.env, None, settings[name] + NO_EVAL, carry_z=name == "carry")
-        except ConfigError as err:
+                config = resolve_config(args.env, None, settings[name] + NO_EVAL, carry_z=name == "carry")
+            check_config(args.env, env_kwargs, config)
+        except (ConfigError, UsageError) as err:
             raise BenchError(f"{name}: {err}") from None
     return settings, env_kwargs
