@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrm_agent.runs import UsageError, one_line_errors
+
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = "hrm-agent-sweep"
 SWEEP_VERSION = 1
@@ -67,7 +69,7 @@ SUMMARY_FIELDS = ["trial", "env", "variant", "seed", "grid", "status", "total_st
                   "final_success_se", "path_efficiency", "steps_to_90", "wall_clock_s", "error", "run"]
 
 
-class SweepError(Exception):
+class SweepError(UsageError):
     """A user mistake or an unreadable sweep directory: one line, exit code 2."""
 
 
@@ -145,9 +147,10 @@ def plan(spec: dict[str, Any]) -> list[Trial]:
 
 
 def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
-    """Every trial's env and config resolve (``hrm_agent.train`` would accept them), else SweepError."""
+    """Every trial's env and config resolve and pass :func:`hrm_agent.runs.check_config` (``hrm_agent.train``
+    would accept them), else SweepError."""
     from hrm_agent.hyperparams import ConfigError, resolve_config
-    from hrm_agent.runs import UsageError, check_env, parse_env_kwargs
+    from hrm_agent.runs import check_config, check_env, parse_env_kwargs
 
     if spec["seeds"] < 1:
         raise SweepError(f"--seeds must be at least 1, got {spec['seeds']}")
@@ -172,8 +175,10 @@ def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
             continue
         seen.add(key)
         try:
-            resolve_config(trial.env, config_file, spec["overrides"] + trial.overrides(), trial.variant == "carry")
-        except ConfigError as err:
+            config = resolve_config(trial.env, config_file, spec["overrides"] + trial.overrides(),
+                                    trial.variant == "carry")
+            check_config(trial.env, env_kwargs, config)
+        except (ConfigError, UsageError) as err:
             where = f"{trial.env}, {trial.variant} z" + (f", {trial.grid_label}" if trial.grid else "")
             raise SweepError(f"{where}: {err}") from None
 
@@ -254,8 +259,10 @@ def run_trial(tune_config: dict[str, Any]) -> None:
             raise RuntimeError(f"stopped at step {agent.num_timesteps} before the end; resume the sweep to continue")
     except BaseException as err:
         message = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        if run_dir.is_dir():
+        try:  # also when the trial failed before its run directory was made
             atomic_write(run_dir / ERROR_FILE, lambda f: f.write(message.encode() + b"\n"))
+        except OSError:
+            pass
         raise
     report(agent)  # the final evaluation, made after the last step
 
@@ -365,9 +372,16 @@ def start_ray(ray: Any, address: str | None) -> str:
     return f"{where} ({cpus:g} CPUs)"
 
 
-def check_resources(ray: Any, cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """On this machine, a trial that asks for more than there is would wait for ever: say so instead."""
-    have = ray.cluster_resources()
+def local_resources() -> dict[str, float]:
+    """The CPUs and GPUs Ray would find on this machine, counted without starting it."""
+    import torch
+
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_resources(have: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """On this machine (``have``: its ``CPU`` and ``GPU`` counts), a trial that asks for more than there is
+    would wait for ever: say so instead."""
     for name, want in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
         if want > have.get(name, 0):
             raise SweepError(f"--{name.lower()}s-per-trial {want:g}: this machine has {have.get(name, 0):g} {name}s")
@@ -414,7 +428,7 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
         where = start_ray(ray, args.address)
         if not args.address:
             try:
-                check_resources(ray, args.cpus_per_trial, args.gpus_per_trial)
+                check_resources(ray.cluster_resources(), args.cpus_per_trial, args.gpus_per_trial)
             except SweepError:
                 ray.shutdown()
                 raise
@@ -444,7 +458,7 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
             results = tuner.fit()
             for result in results:  # a trial killed from outside (out of memory, a lost node) wrote no error.txt
                 run_dir = sweep_dir / RUNS / result.config["trial"]["name"]
-                if result.error is not None and not (run_dir / ERROR_FILE).is_file() and run_dir.is_dir():
+                if result.error is not None and not (run_dir / ERROR_FILE).is_file():
                     message = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else ""
                     atomic_write(run_dir / ERROR_FILE, lambda f: f.write(
                         f"{type(result.error).__name__}: {message}\n".encode()))
@@ -497,6 +511,7 @@ SPEC_OPTIONS = ("env", "variants", "seeds", "grid", "total_steps", "config", "ov
 def new_sweep(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """Create the sweep directory and its ``sweep.json`` after checking every trial's config."""
     from hrm_agent.checkpoint import atomic_write
+    from hrm_agent.runs import check_writable
 
     if not args.env:
         raise SweepError("--env is required (or --resume SWEEP_DIR / --summary SWEEP_DIR)")
@@ -508,9 +523,10 @@ def new_sweep(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
         "overrides": list(args.overrides or []), "env_kwargs": list(args.env_kwargs or []),
     }
     sweep_dir = (args.sweep_dir or Path("runs") / f"sweep__{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+    if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
         hint = (f"; continue it with --resume {sweep_dir}" if (sweep_dir / SWEEP_FILE).is_file() else "")
         raise SweepError(f"sweep directory {sweep_dir} already exists and is not empty{hint}")
+    check_writable(sweep_dir, "--sweep-dir", directory=True)
     config_text = None
     if args.config is not None:
         try:
@@ -534,33 +550,32 @@ def new_sweep(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     return sweep_dir, spec
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_failures < 0:
-            raise SweepError("--cpus-per-trial must be positive, --gpus-per-trial and --max-failures not negative")
-        existing = args.summary or args.resume
-        if args.summary and args.resume:
-            raise SweepError("give --resume or --summary, not both")
-        if existing is not None:
-            given = [f"--{name.replace('_', '-')}" for name in SPEC_OPTIONS if getattr(args, name) is not None]
-            if given:
-                raise SweepError(f"{', '.join(given)}: a sweep's settings are in {existing / SWEEP_FILE}; "
-                                 f"--resume/--summary take only the Ray options")
-            sweep_dir = existing.resolve()
-            spec = read_spec(sweep_dir)
-            if args.summary:
-                markdown, _ = write_summary(sweep_dir, spec)
-                print(markdown, end="")
-                return 0
-            import_ray()
-        else:
-            import_ray()  # before creating anything
-            sweep_dir, spec = new_sweep(args)
-        return launch(sweep_dir, spec, args)
-    except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_failures < 0:
+        raise SweepError("--cpus-per-trial must be positive, --gpus-per-trial and --max-failures not negative")
+    existing = args.summary or args.resume
+    if args.summary and args.resume:
+        raise SweepError("give --resume or --summary, not both")
+    if existing is not None:
+        given = [f"--{name.replace('_', '-')}" for name in SPEC_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise SweepError(f"{', '.join(given)}: a sweep's settings are in {existing / SWEEP_FILE}; "
+                             f"--resume/--summary take only the Ray options")
+        sweep_dir = existing.resolve()
+        spec = read_spec(sweep_dir)
+        if args.summary:
+            markdown, _ = write_summary(sweep_dir, spec)
+            print(markdown, end="")
+            return 0
+        import_ray()
+    else:
+        import_ray()  # before creating anything
+        if not args.address:
+            check_resources(local_resources(), args.cpus_per_trial, args.gpus_per_trial)
+        sweep_dir, spec = new_sweep(args)
+    return launch(sweep_dir, spec, args)
 
 
 if __name__ == "__main__":

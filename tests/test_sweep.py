@@ -171,16 +171,12 @@ def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, fragment, t
 
 
 def test_a_trial_larger_than_this_machine_is_refused():
-    class Ray:
-        @staticmethod
-        def cluster_resources():
-            return {"CPU": 2.0}
-
-    sweep.check_resources(Ray, 2, 0)
+    have = {"CPU": 2.0}
+    sweep.check_resources(have, 2, 0)
     with pytest.raises(sweep.SweepError, match="--cpus-per-trial 4: this machine has 2 CPUs"):
-        sweep.check_resources(Ray, 4, 0)
+        sweep.check_resources(have, 4, 0)
     with pytest.raises(sweep.SweepError, match="--gpus-per-trial 1: this machine has 0 GPUs"):
-        sweep.check_resources(Ray, 1, 1)
+        sweep.check_resources(have, 1, 1)
 
 
 def test_resume_and_summary_need_a_sweep_directory(tmp_path, capsys):
