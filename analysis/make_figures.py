@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
               "(record latents with: python -m hrm_agent.evaluate RUN_DIR --save-latents)")
     else:
         print(f"latents from {len(sets)} of {len(runs)} runs: {', '.join(run.name for run in with_latents)}")
+        query_only = [run.name for run, s in zip(with_latents, sets) if s.positions == "query"]
+        if query_only:
+            print(f"note: {', '.join(query_only)} recorded only the query position (--latent-positions query): "
+                  "their convergence and divergence (mse) measure that one position, not the mean over all")
         if split == "any":
             print("note: a recording has no path_changed (an older version): convergence split by any change")
     print("wrote " + ", ".join(map(str, paths)))

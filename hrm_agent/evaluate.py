@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from hrm_agent.runs import one_line_errors
+
 ACTION_NAMES = ("up", "right", "down", "left")  # actions 0..3 of our envs (envs/base.py)
 # Start distances (BFS moves) the evaluation report groups episodes by: 1-9, 10-19, 20 and more.
 DISTANCE_BINS = (1, 10, 20)
@@ -287,6 +289,7 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
     )
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hrm_agent.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run directory (its final model, else last checkpoint) or a model file")
@@ -324,6 +327,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episodes must be at least 1")
     if args.intervention_step < 1:
         parser.error("--intervention-step must be at least 1")
+    if args.latent_positions != "all" and args.save_latents is None and args.intervention is None:
+        parser.error("--latent-positions applies to the latents --save-latents records; add --save-latents")
+    # the outputs, checked before any episode is played
+    from hrm_agent import latents
+    from hrm_agent.runs import check_writable
+
+    source = Path(args.run)
+    run_dir = source if source.is_dir() else source.parent
+    if run_dir.name == "checkpoints":  # a run's checkpoint file: the run directory
+        run_dir = run_dir.parent
+    latents_path = Path(args.save_latents) if args.save_latents else run_dir / latents.DEFAULT_NAME
+    for option, path in (("--gif", args.gif), ("--json", args.json),
+                         ("--save-latents", latents_path if args.save_latents is not None else None)):
+        if path is not None:
+            check_writable(path, option)
 
     from envs.base import static_kwargs
     from hrm_agent.agent import HRMAgent
@@ -409,13 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {args.json}")
     if result.latents is not None and args.save_latents is not None:
-        from hrm_agent import latents
-
-        source = Path(args.run)
-        run_dir = source if source.is_dir() else source.parent
-        if run_dir.name == "checkpoints":  # a run's checkpoint file: the run directory
-            run_dir = run_dir.parent
-        path = Path(args.save_latents) if args.save_latents else run_dir / latents.DEFAULT_NAME
+        path = latents_path
         result.latents.metadata.update(source=str(source), run=run_dir.resolve().name)
         try:
             latents.save(path, result.latents)
