@@ -218,8 +218,8 @@ class HRMAgent:
         if self.config.compile and can_compile(self.device):
             # in place: parameter names and checkpoints stay those of the eager model
             for net in (self.online, self.target):
-                net.L_level.compile()
-                net.H_level.compile()
+                for module in net.core.compiled_modules():
+                    module.compile()
         optimizer_cls = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_cls(
             self.online.parameters(),

@@ -32,6 +32,11 @@ class HRMConfig(BaseModel):
     vocab_size: int = Field(gt=0, description="number of distinct observation token ids")
     num_actions: int = Field(gt=0, description="Q-values per sample, one per discrete action")
 
+    core: Literal["hrm", "trm", "transformer"] = "hrm"
+    """The recursive core (``hrm_agent.model``): ``hrm``, the HRM's two modules with the 1-step gradient;
+    ``trm``, the Tiny Recursive Model's one network (``L_layers`` blocks) for both updates with the gradient
+    through the last cycle; ``transformer``, ``L_layers`` blocks run once per segment, no inner recursion.
+    The encoder, the read-out and what carry z carries are the same for each."""
     H_cycles: int = Field(2, gt=0, description="N: high-level updates per segment")
     L_cycles: int = Field(2, gt=0, description="T: low-level updates per high-level update")
     segments: int = Field(

@@ -259,6 +259,7 @@ def evaluate(
                 "H_cycles": cfg.H_cycles,
                 "L_cycles": cfg.L_cycles,
                 "segments": cfg.segments,
+                "core": cfg.core,
                 "carry": agent.config.carry if agent.config.carry_z else None,
                 "hidden_size": cfg.hidden_size,
                 "total_seq_len": cfg.total_seq_len,

@@ -1,26 +1,26 @@
-"""The HRM Q-network: the Hierarchical Reasoning Model with a DQN head.
+"""The Q-network: encoder -> recursive core -> Q head (the HRM with a DQN head by default).
 
-Notation of the HRM paper: ``N = H_cycles`` high-level cycles of ``T = L_cycles``
-low-level updates each, ``N*T`` iterations per segment and ``M = segments``
-segments per forward pass (the reference's ``halt_max_steps``; ACT is off, so
-all of them run, each continuing from the last); ``x~`` is the embedded
-input, ``z_L`` and ``z_H`` the low- and high-level states. Iteration
-``i = 1 .. M*N*T``::
+- :class:`GridEncoder` turns the observation tokens into ``x~`` (query token first) and the rotary
+  tables: the grid priors (2-D positions, each cell's offset from the goal) live here.
+- The core (``config.core``) runs one environment step's recursion on the latent ``(z_H, z_L)``.
+  :class:`HRMCore`, in the HRM paper's notation: ``N = H_cycles`` high-level cycles of ``T = L_cycles``
+  low-level updates, ``M = segments`` segments per forward pass (the reference's ``halt_max_steps``; ACT
+  is off, so all of them run, each continuing from the last). Iteration ``i = 1 .. M*N*T``::
 
-    z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
-    z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
-    Q     = W_Q z_H^{MNT}[query position] + b_Q
+      z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
+      z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
 
-(``readout="neighbors"``: ``Q(a) = w_Q . z_H^{MNT}[cell that action a leads to] + b_Q``, one
-shared value read at each of the agent's neighbouring cells.)
+  Only the last iteration is differentiable (the 1-step gradient): memory does not grow with the number
+  of cycles or segments. :class:`TRMCore` (one network for both updates, gradient through the last cycle)
+  and :class:`TransformerCore` (no inner recursion) are the alternatives.
+- :class:`QHead` reads ``z_H^{MNT}``: ``Q = W_Q z_H[query position] + b_Q``, or with
+  ``readout="neighbors"`` ``Q(a) = w_Q . z_H[cell that action a leads to] + b_Q``, one shared value read
+  at each of the agent's neighbouring cells.
 
-Only the last iteration is differentiable (the 1-step gradient): memory does
-not grow with the number of cycles or segments. Deep supervision (the
-learner's choice, see ``dqn.py``) runs one segment per call instead. The
-state ``(z_H, z_L)`` is the carry: the caller decides whether the next
-forward pass starts from it ("carry z"; all of it or, with
-:meth:`HRMQNetwork.carry_state` in ``"token"`` mode, its query-position
-vectors) or from the fixed initial state (``reset_carry``, "reset z").
+Deep supervision (the learner's choice, see ``dqn.py``) runs one segment per call. The state
+``(z_H, z_L)`` is the carry: the caller decides whether the next forward pass starts from it ("carry z";
+all of it or, with :meth:`HRMQNetwork.carry_state` in ``"token"`` mode, its query-position vectors) or
+from the fixed initial state (``reset_carry``, "reset z").
 
 Shapes: ``B`` batch, ``S = seq_len + 1`` positions (query token first), ``D``
 hidden size, ``A`` actions.
@@ -35,12 +35,11 @@ import torch
 from torch import Tensor, nn
 
 from hrm_agent.config import HRMConfig
+from hrm_agent.cores import CORES
 from hrm_agent.layers import (
-    Block,
     CastedEmbedding,
     CastedLinear,
     CosSin,
-    ReasoningModule,
     RotaryEmbedding,
     RotaryEmbedding2D,
     gather_positions,
@@ -70,20 +69,24 @@ class HRMTrace(NamedTuple):
     z_L: Tensor
 
 
-class HRMQNetwork(nn.Module):
-    """HRM core reading a token sequence and returning one Q-value per action.
+def grid_cell(tokens: Tensor, token: int | None, grid_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """(row, col) of the first cell holding ``token`` per sample, each (B,) long; cell 0 if it is absent.
+    ``token`` None: the grid's centre cell (rounded down)."""
+    rows, cols = grid_shape
+    if token is None:
+        cell = torch.full((tokens.shape[0],), (rows // 2) * cols + cols // 2, device=tokens.device)
+    else:
+        cell = (tokens == token).to(torch.uint8).argmax(dim=1)
+    return cell // cols, cell % cols
 
-    Example::
 
-        import torch
-        from hrm_agent import HRMConfig, HRMQNetwork
+class GridEncoder(nn.Module):
+    """The input network: observation tokens -> ``x~`` (B, S, D), query token first, and the rotary tables.
 
-        net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
-        carry = net.initial_carry(batch_size=8)
-        tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
-        carry, q = net(carry, tokens)          # q: (8, 4) Q-values
-        done = torch.tensor([True] + [False] * 7)
-        carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
+    ``x~ = sqrt(D) * e`` with ``e`` the token embedding, averaged (``(a + b) / sqrt(2)``, unit variance) with
+    the grid priors the config asks for: learned positions, each cell's offset from the agent
+    (``anchor_embedding``) or from the goal (``goal_embedding``). Rotary positions (``rope``, ``rope2d``
+    anchored at the agent's cell) act inside attention, through the tables returned beside ``x~``.
     """
 
     def __init__(self, config: HRMConfig) -> None:
@@ -91,15 +94,14 @@ class HRMQNetwork(nn.Module):
         self.config = config
         self.forward_dtype = getattr(torch, config.forward_dtype)
         D, S = config.hidden_size, config.total_seq_len
-
-        # Input network: token embedding (std 1/sqrt(D), scaled by sqrt(D) at use,
-        # so unit-scale inputs with small effective learning rate on the table).
+        # Token embedding (std 1/sqrt(D), scaled by sqrt(D) at use, so unit-scale inputs with a small
+        # effective learning rate on the table).
         self.embed_scale = math.sqrt(D)
         embed_std = 1.0 / self.embed_scale
         self.embed_tokens = CastedEmbedding(config.vocab_size, D, init_std=embed_std, cast_to=self.forward_dtype)
-        # The query token takes the place of the reference's puzzle embedding at
-        # position 0, where the Q head reads with ``readout="query"``. Drawn like a token embedding (not
-        # zero) so that it is told apart from the observation tokens from the start.
+        # The query token takes the place of the reference's puzzle embedding at position 0, where the Q head
+        # reads with readout="query". Drawn like a token embedding (not zero) so that it is told apart from the
+        # observation tokens from the start.
         self.query_token = nn.Parameter(trunc_normal_init_(torch.empty(D), std=embed_std))
         if config.pos_encodings == "rope":
             self.rotary_emb = RotaryEmbedding(config.head_dim, S, base=config.rope_theta)
@@ -117,69 +119,9 @@ class HRMQNetwork(nn.Module):
                 offsets = (2 * rows - 1) * (2 * cols - 1)
                 setattr(self, name, CastedEmbedding(offsets, D, init_std=embed_std, cast_to=self.forward_dtype))
 
-        # The two recurrent modules f_L and f_H.
-        self.L_level = ReasoningModule([Block(config) for _ in range(config.L_layers)])
-        self.H_level = ReasoningModule([Block(config) for _ in range(config.H_layers)])
-
-        # Fixed initial state, broadcast to every position: saved with the model,
-        # never learned (buffers get no gradient). Kept in the forward dtype, the
-        # dtype of the carry; drawn in float32 so the draw does not depend on it.
-        for name in ("H_init", "L_init"):
-            init = trunc_normal_init_(torch.empty(D), std=1.0).to(self.forward_dtype)
-            self.register_buffer(name, init, persistent=True)
-
-        # Q head. The reference's halting head started at weight 0, bias -5 (sigmoid
-        # ~ 0). Action values here are discounted returns of a 0/1 goal reward, so
-        # in [0, 1], and near 0 for most states early in training: start Q at about
-        # 0 with small random weights (output std ~0.01, z_H is RMS-normalised) and
-        # zero bias. Small, so the first TD errors stay of the size of the rewards
-        # rather than of an arbitrary initial value function; non-zero, so the
-        # trunk gets gradient from the first update and greedy ties are broken
-        # differently in different states.
-        # With readout="neighbors" one value per cell, read at the cell each action leads to.
-        self.q_head = CastedLinear(D, 1 if config.readout == "neighbors" else config.num_actions, bias=True)
-        if config.readout == "neighbors":  # (A, 2) row, column step of each action; not saved (it is config)
-            assert config.action_offsets is not None  # checked by HRMConfig
-            self.register_buffer("action_offsets", torch.tensor(config.action_offsets), persistent=False)
-            if config.stay_on_blocked:  # (vocab,) bool: the tokens a move cannot enter
-                blocking = torch.zeros(config.vocab_size, dtype=torch.bool)
-                blocking[list(config.blocking_tokens or ())] = True
-                self.register_buffer("blocking", blocking, persistent=False)
-        with torch.no_grad():
-            trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
-
-        # Checkpoints of a torch.compile'd model carry "_orig_mod." key prefixes.
-        self.register_load_state_dict_pre_hook(_strip_compiled_prefix)
-
-    # ------------------------------------------------------------------ carry
-
-    def initial_carry(self, batch_size: int, device: torch.device | str | None = None) -> HRMCarry:
-        """The fixed initial state ``(H_init, L_init)`` at every position.
-
-        Returns z_H, z_L: (batch_size, S, D) in the forward dtype, on ``device``
-        (default: the module's device). Fresh tensors, safe to modify.
-        """
-        shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
-        device = self.H_init.device if device is None else device
-
-        def fill(init: Tensor) -> Tensor:
-            return init.to(device=device, dtype=self.forward_dtype).expand(shape).clone()
-
-        return HRMCarry(z_H=fill(self.H_init), z_L=fill(self.L_init))
-
-    def reset_carry(self, mask: Tensor, carry: HRMCarry) -> HRMCarry:
-        """Set the rows where ``mask`` is true back to the initial state.
-
-        mask: (B,) bool (a numpy array or list is accepted); carry: (B, S, D) each.
-        Returns a new carry of the input carry's dtype; the input is not modified.
-        """
-        mask = torch.as_tensor(mask, dtype=torch.bool, device=carry.z_H.device).view(-1, 1, 1)
-        return HRMCarry(
-            z_H=torch.where(mask, self.H_init.to(carry.z_H), carry.z_H),
-            z_L=torch.where(mask, self.L_init.to(carry.z_L), carry.z_L),
-        )
-
-    # ---------------------------------------------------------------- forward
+    def forward(self, tokens: Tensor) -> tuple[Tensor, CosSin | None]:
+        """tokens (B, seq_len) integer -> ``x~`` (B, S, D) in the forward dtype and the rotary tables."""
+        return self.input_embeddings(tokens), self.positions(tokens)
 
     def input_embeddings(self, tokens: Tensor) -> Tensor:
         """x~: tokens (B, seq_len) integer -> (B, S, D) in the forward dtype, query token first."""
@@ -197,18 +139,9 @@ class HRMQNetwork(nn.Module):
         return self.embed_scale * x
 
     def anchor_cell(self, tokens: Tensor, token: int | None = None) -> tuple[Tensor, Tensor]:
-        """(row, col) of the first cell holding ``token`` (default ``rope_anchor_token``, the agent) per
-        sample, each (B,) long; cell 0 if it is absent. No token at all: the grid's centre cell (rounded down).
-        """
-        cfg = self.config
-        assert cfg.grid_shape is not None
-        rows, cols = cfg.grid_shape
-        token = cfg.rope_anchor_token if token is None else token
-        if token is None:
-            cell = torch.full((tokens.shape[0],), (rows // 2) * cols + cols // 2, device=tokens.device)
-        else:
-            cell = (tokens == token).to(torch.uint8).argmax(dim=1)
-        return cell // cols, cell % cols
+        """(row, col) of ``token``'s cell (default ``rope_anchor_token``, the agent), see :func:`grid_cell`."""
+        assert self.config.grid_shape is not None
+        return grid_cell(tokens, self.config.rope_anchor_token if token is None else token, self.config.grid_shape)
 
     def anchor_offsets(self, tokens: Tensor, token: int | None = None) -> Tensor:
         """Index into ``embed_anchor``/``embed_goal`` of every position's (row, col) offset from the cell of
@@ -241,69 +174,33 @@ class HRMQNetwork(nn.Module):
             row, col = self.anchor_cell(tokens)
         return self.rotary_emb_2d(row, col)
 
-    def forward(
-        self,
-        carry: HRMCarry,
-        tokens: Tensor,
-        *,
-        trace: bool = False,
-        segments: int | None = None,
-        q_only: bool = False,
-    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace] | Tensor:
-        """``segments`` segments of ``H_cycles x L_cycles`` iterations from ``carry``, each continuing from the last.
 
-        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
-        tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
-        flattened row-major; segments: default ``config.segments`` (acting runs
-        them all; deep supervision calls one at a time).
+class QHead(nn.Module):
+    """Q-values from the final ``z_H``: read at the query token (one output per action, ``readout="query"``)
+    or at the cell each action leads to (one shared value per cell, ``readout="neighbors"``).
 
-        Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
-        forward dtype and q_values (B, A) float32 read after the last segment, with
-        grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over all
-        ``segments * N * T`` iterations. With ``q_only=True``, just ``q_values``:
-        the same values, but the last H update is computed only at the positions
-        the Q head reads (``readout_index``), not at all ``S`` (the DQN update's
-        forward passes, which need no carry).
-        """
-        if q_only and trace:
-            raise ValueError("q_only and trace exclude each other: q_only computes no final state")
-        cfg = self.config
-        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
-        if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
-            raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
-        device = self.H_init.device
-        tokens = tokens.to(device)
-        x = self.input_embeddings(tokens)
-        cos_sin = self.positions(tokens)
-        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
-        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
+    The reference's halting head started at weight 0, bias -5 (sigmoid ~ 0). Action values here are
+    discounted returns of a 0/1 goal reward, so in [0, 1], and near 0 for most states early in training:
+    Q starts at about 0 with small random weights (output std ~0.01, z_H is RMS-normalised) and zero bias.
+    Small, so the first TD errors stay of the size of the rewards rather than of an arbitrary initial value
+    function; non-zero, so the trunk gets gradient from the first update and greedy ties are broken
+    differently in different states.
+    """
 
-        M = cfg.segments if segments is None else segments
-        N, T = cfg.H_cycles, cfg.L_cycles
-        trace_H: list[Tensor] = []
-        trace_L: list[Tensor] = []
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.config = config
+        D = config.hidden_size
+        self.q_head = CastedLinear(D, 1 if config.readout == "neighbors" else config.num_actions, bias=True)
+        if config.readout == "neighbors":  # (A, 2) row, column step of each action; not saved (it is config)
+            assert config.action_offsets is not None  # checked by HRMConfig
+            self.register_buffer("action_offsets", torch.tensor(config.action_offsets), persistent=False)
+            if config.stay_on_blocked:  # (vocab,) bool: the tokens a move cannot enter
+                blocking = torch.zeros(config.vocab_size, dtype=torch.bool)
+                blocking[list(config.blocking_tokens or ())] = True
+                self.register_buffer("blocking", blocking, persistent=False)
         with torch.no_grad():
-            for i in range(1, M * N * T):  # every iteration but the last, across segments
-                z_L = self.L_level(z_L, z_H + x, cos_sin)
-                if i % T == 0:
-                    z_H = self.H_level(z_H, z_L, cos_sin)
-                if trace:
-                    trace_H.append(z_H)
-                    trace_L.append(z_L)
-
-        # 1-step grad: only the final L- and H-update are differentiable
-        z_L = self.L_level(z_L, z_H + x, cos_sin)
-        if q_only:
-            return self.q_from_readout(self.H_level(z_H, z_L, cos_sin, positions=self.readout_index(tokens)))
-        z_H = self.H_level(z_H, z_L, cos_sin)
-
-        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        q_values = self.q_values(z_H, tokens)
-        if not trace:
-            return new_carry, q_values
-        trace_H.append(new_carry.z_H)
-        trace_L.append(new_carry.z_L)
-        return new_carry, q_values, HRMTrace(z_H=torch.stack(trace_H), z_L=torch.stack(trace_L))
+            trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
 
     def readout_positions(self, tokens: Tensor) -> Tensor:
         """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
@@ -312,7 +209,7 @@ class HRMQNetwork(nn.Module):
         cfg = self.config
         assert cfg.grid_shape is not None
         rows, cols = cfg.grid_shape
-        row, col = self.anchor_cell(tokens)
+        row, col = grid_cell(tokens, cfg.rope_anchor_token, cfg.grid_shape)
         offsets = self.action_offsets.to(tokens.device)
         to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
         inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
@@ -329,7 +226,7 @@ class HRMQNetwork(nn.Module):
             return torch.zeros((tokens.shape[0], 1), dtype=torch.long, device=tokens.device)
         return self.readout_positions(tokens)
 
-    def q_from_readout(self, z_read: Tensor) -> Tensor:
+    def forward(self, z_read: Tensor) -> Tensor:
         """(B, A) float32 Q-values from z_H at the :meth:`readout_index` positions, (B, P, D). In float32
         even for a bf16 trunk: bf16 resolves only ~0.004 near 1, the size of the TD errors the values must
         track."""
@@ -337,9 +234,133 @@ class HRMQNetwork(nn.Module):
             return self.q_head(z_read[:, 0].float())
         return self.q_head(z_read.float()).squeeze(-1)
 
+
+class HRMQNetwork(nn.Module):
+    """A recursive core reading a token grid and returning one Q-value per action: encoder -> core -> head.
+
+    ``model.core`` picks the core (``hrm``, ``trm``, ``transformer``); the grid priors (positions, goal
+    offsets, the read-out) are the encoder's and the head's, the same for every core.
+
+    Example::
+
+        import torch
+        from hrm_agent import HRMConfig, HRMQNetwork
+
+        net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
+        carry = net.initial_carry(batch_size=8)
+        tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
+        carry, q = net(carry, tokens)          # q: (8, 4) Q-values
+        done = torch.tensor([True] + [False] * 7)
+        carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
+    """
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.forward_dtype = getattr(torch, config.forward_dtype)
+        self.encoder = GridEncoder(config)
+        self.core = CORES[config.core](config)
+        self.head = QHead(config)
+        # Models saved before the encoder/core/head split, and checkpoints of a torch.compile'd model
+        # ("_orig_mod." key prefixes), load as they are.
+        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
+
+    @property
+    def H_init(self) -> Tensor:
+        """(D,) the fixed initial ``z_H`` (a buffer of the core)."""
+        return self.core.H_init
+
+    @property
+    def L_init(self) -> Tensor:
+        """(D,) the fixed initial ``z_L``."""
+        return self.core.L_init
+
+    # ------------------------------------------------------------------ carry
+
+    def initial_carry(self, batch_size: int, device: torch.device | str | None = None) -> HRMCarry:
+        """The fixed initial state ``(H_init, L_init)`` at every position.
+
+        Returns z_H, z_L: (batch_size, S, D) in the forward dtype, on ``device``
+        (default: the module's device). Fresh tensors, safe to modify.
+        """
+        shape = (batch_size, self.config.total_seq_len, self.config.hidden_size)
+        device = self.H_init.device if device is None else device
+
+        def fill(init: Tensor) -> Tensor:
+            return init.to(device=device, dtype=self.forward_dtype).expand(shape).clone()
+
+        return HRMCarry(z_H=fill(self.H_init), z_L=fill(self.L_init))
+
+    def reset_carry(self, mask: Tensor, carry: HRMCarry) -> HRMCarry:
+        """Set the rows where ``mask`` is true back to the initial state.
+
+        mask: (B,) bool (a numpy array or list is accepted); carry: (B, S, D) each.
+        Returns a new carry of the input carry's dtype; the input is not modified.
+        """
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=carry.z_H.device).view(-1, 1, 1)
+        return HRMCarry(
+            z_H=torch.where(mask, self.H_init.to(carry.z_H), carry.z_H),
+            z_L=torch.where(mask, self.L_init.to(carry.z_L), carry.z_L),
+        )
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        carry: HRMCarry,
+        tokens: Tensor,
+        *,
+        trace: bool = False,
+        segments: int | None = None,
+        q_only: bool = False,
+    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace] | Tensor:
+        """``segments`` segments of the core's recursion from ``carry`` (default ``config.segments``: acting runs
+        them all; deep supervision calls one at a time).
+
+        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
+        tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
+        flattened row-major.
+
+        Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
+        forward dtype and q_values (B, A) float32 read after the last segment, with
+        grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over every
+        iteration. With ``q_only=True``, just ``q_values``: the same values, but the
+        last ``z_H`` update is computed only at the positions the Q head reads
+        (``readout_index``), not at all ``S`` (the DQN update's forward passes, which
+        need no carry).
+        """
+        if q_only and trace:
+            raise ValueError("q_only and trace exclude each other: q_only computes no final state")
+        cfg = self.config
+        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
+        if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
+            raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
+        device = self.H_init.device
+        tokens = tokens.to(device)
+        x, cos_sin = self.encoder(tokens)
+        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
+        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
+        segments = cfg.segments if segments is None else segments
+        read = self.readout_index(tokens)
+        steps: list[tuple[Tensor, Tensor]] | None = [] if trace else None
+        z_H, z_L = self.core(z_H, z_L, x, cos_sin, segments, read=read if q_only else None, trace=steps)
+        if q_only:
+            return self.head(z_H)
+        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        q_values = self.head(gather_positions(z_H, read))
+        if steps is None:
+            return new_carry, q_values
+        steps[-1] = tuple(new_carry)  # type: ignore[assignment]
+        return new_carry, q_values, HRMTrace(z_H=torch.stack([h for h, _ in steps]),
+                                             z_L=torch.stack([l for _, l in steps]))
+
+    def readout_index(self, tokens: Tensor) -> Tensor:
+        """(B, P) long: the positions the Q head reads (:meth:`QHead.readout_index`)."""
+        return self.head.readout_index(tokens)
+
     def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
         """(B, A) float32 Q-values from the final z_H (B, S, D)."""
-        return self.q_from_readout(gather_positions(z_H, self.readout_index(tokens)))
+        return self.head(gather_positions(z_H, self.readout_index(tokens)))
 
     # ------------------------------------------------------------ carry modes
 
@@ -365,10 +386,22 @@ class HRMQNetwork(nn.Module):
         return HRMCarry(z_H=state[0], z_L=state[1])
 
 
-def _strip_compiled_prefix(
+# Where each state-dict key of a model saved before the encoder/core/head split lives now.
+_MOVED = (("query_token", "encoder."), ("embed_", "encoder."), ("H_init", "core."), ("L_init", "core."),
+          ("L_level.", "core."), ("H_level.", "core."), ("q_head.", "head."))
+
+
+def _upgrade_state_dict(
     module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
 ) -> None:
-    """load_state_dict pre-hook: accept keys saved from a ``torch.compile`` wrapper."""
+    """load_state_dict pre-hook: accept keys saved from a ``torch.compile`` wrapper, and models saved before
+    the network was split into encoder, core and head."""
     compiled = prefix + COMPILED_PREFIX
     for key in [k for k in state_dict if k.startswith(compiled)]:
         state_dict[prefix + key[len(compiled) :]] = state_dict.pop(key)
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix) :]
+        for old, new in _MOVED:
+            if name.startswith(old):
+                state_dict[prefix + new + name] = state_dict.pop(key)
+                break

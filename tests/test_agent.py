@@ -228,8 +228,8 @@ def test_compiled_agent_keeps_the_eager_parameter_names(tmp_path):
     compiled.save(tmp_path / "compiled.pt")
     loaded = HRMAgent.load(tmp_path / "compiled.pt")
     assert loaded.config.compile
-    assert eager.online.L_level._compiled_call_impl is None
-    assert all(net.L_level._compiled_call_impl is not None and net.H_level._compiled_call_impl is not None
+    assert eager.online.core.L_level._compiled_call_impl is None
+    assert all(net.core.L_level._compiled_call_impl is not None and net.core.H_level._compiled_call_impl is not None
                for net in (compiled.online, compiled.target))
 
 
@@ -240,7 +240,7 @@ def test_without_a_cpp_compiler_a_compiled_config_warns_and_runs_eager(monkeypat
     with pytest.warns(UserWarning, match=r"no C\+\+ compiler found for torch.compile on CPU; running eager"):
         agent = HRMAgent("DynamicMaze-v0", tiny_config(compile=True), env_kwargs=TINY_ENV, seed=0)
     assert agent.config.compile  # the setting stands (a checkpoint keeps it); only this process runs eager
-    assert all(net.L_level._compiled_call_impl is None and net.H_level._compiled_call_impl is None
+    assert all(net.core.L_level._compiled_call_impl is None and net.core.H_level._compiled_call_impl is None
                for net in (agent.online, agent.target))
     agent.learn(80)  # eager: no compiler is called
     assert agent.num_timesteps == 80

@@ -32,7 +32,7 @@ def test_truncated_transition_bootstraps_and_terminated_does_not_in_the_update()
     online = HRMQNetwork(config)
     target = copy.deepcopy(online)
     with torch.no_grad():  # make the target's values clearly non-zero
-        target.q_head.bias.fill_(0.5)
+        target.head.q_head.bias.fill_(0.5)
     obs = torch.randint(0, 6, (2, 9), dtype=torch.uint8)
     batch = ReplaySample(
         obs=obs,

@@ -50,19 +50,19 @@ def reference_forward(model: HRMQNetwork, carry: HRMCarry, tokens: torch.Tensor,
     gradient; without it, the whole recursion is differentiated (full BPTT).
     Returns (z_H, z_L, q).
     """
-    x = model.input_embeddings(tokens)
-    cos_sin = model.rotary_emb()
+    x = model.encoder.input_embeddings(tokens)
+    cos_sin = model.encoder.rotary_emb()
     z_H, z_L = carry
     with torch.set_grad_enabled(not one_step_grad):
         for h in range(N):
             for l in range(T):
                 if not (h == N - 1 and l == T - 1):
-                    z_L = model.L_level(z_L, z_H + x, cos_sin)
+                    z_L = model.core.L_level(z_L, z_H + x, cos_sin)
             if h != N - 1:
-                z_H = model.H_level(z_H, z_L, cos_sin)
-    z_L = model.L_level(z_L, z_H + x, cos_sin)
-    z_H = model.H_level(z_H, z_L, cos_sin)
-    return z_H, z_L, model.q_head(z_H[:, 0])
+                z_H = model.core.H_level(z_H, z_L, cos_sin)
+    z_L = model.core.L_level(z_L, z_H + x, cos_sin)
+    z_H = model.core.H_level(z_H, z_L, cos_sin)
+    return z_H, z_L, model.head.q_head(z_H[:, 0])
 
 
 def grads_of(model: HRMQNetwork, q: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,8 +91,8 @@ def test_gradient_is_the_one_step_gradient_of_the_reference_recursion():
     for name in expected:
         assert torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-7), name
     # The check can fail: full backpropagation through time gives other gradients.
-    assert not torch.allclose(got["L_level.layers.0.self_attn.qkv_proj.weight"],
-                              bptt["L_level.layers.0.self_attn.qkv_proj.weight"], rtol=1e-2)
+    assert not torch.allclose(got["core.L_level.layers.0.self_attn.qkv_proj.weight"],
+                              bptt["core.L_level.layers.0.self_attn.qkv_proj.weight"], rtol=1e-2)
 
 
 def test_parameters_of_both_modules_and_the_input_network_receive_gradient():
@@ -100,19 +100,19 @@ def test_parameters_of_both_modules_and_the_input_network_receive_gradient():
     _, q = model(model.initial_carry(B), make_tokens())
     q.sum().backward()
     for name, p in model.named_parameters():
-        if name == "embed_tokens.weight":
+        if name == "encoder.embed_tokens.weight":
             continue
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     # Through the injection into the last L-update, the embeddings of the tokens seen learn.
     seen = make_tokens().long().unique()
-    assert (model.embed_tokens.weight.grad[seen].abs().sum(-1) > 0).all()
+    assert (model.encoder.embed_tokens.weight.grad[seen].abs().sum(-1) > 0).all()
 
 
 def test_no_gradient_reaches_the_initial_state():
     model = make_model()
     params = {name for name, _ in model.named_parameters()}
-    assert "H_init" not in params and "L_init" not in params
-    assert {"H_init", "L_init"} <= set(model.state_dict())
+    assert "core.H_init" not in params and "core.L_init" not in params
+    assert {"core.H_init", "core.L_init"} <= set(model.state_dict())
     H_init, L_init = model.H_init.clone(), model.L_init.clone()
 
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -166,12 +166,12 @@ def test_trace_matches_the_reference_iterates():
     carry, tokens = random_carry(model), make_tokens()
     _, _, trace = model(carry, tokens, trace=True)
     with torch.no_grad():
-        x, cs = model.input_embeddings(tokens), model.rotary_emb()
+        x, cs = model.encoder.input_embeddings(tokens), model.encoder.rotary_emb()
         z_H, z_L = carry
         for i in range(1, N * T + 1):
-            z_L = model.L_level(z_L, z_H + x, cs)
+            z_L = model.core.L_level(z_L, z_H + x, cs)
             if i % T == 0:
-                z_H = model.H_level(z_H, z_L, cs)
+                z_H = model.core.H_level(z_H, z_L, cs)
             assert torch.allclose(trace.z_L[i - 1], z_L, atol=1e-5)
             assert torch.allclose(trace.z_H[i - 1], z_H, atol=1e-5)
 
@@ -293,7 +293,7 @@ def test_same_seed_gives_same_init_and_outputs_and_another_seed_does_not():
     a, b, c = make_model(seed=0), make_model(seed=0), make_model(seed=1)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert not torch.equal(sa["H_init"], sc["H_init"])
+    assert not torch.equal(sa["core.H_init"], sc["core.H_init"])
     tokens = make_tokens()
     with torch.no_grad():
         assert torch.equal(a(a.initial_carry(B), tokens)[1], b(b.initial_carry(B), tokens)[1])
@@ -376,7 +376,7 @@ def test_config_counts_the_query_token_and_allows_odd_head_dim_without_rope():
     cfg = tiny_config(hidden_size=12, num_heads=4, pos_encodings="learned")
     assert cfg.total_seq_len == cfg.seq_len + 1 == 10
     model = HRMQNetwork(cfg)
-    assert model.embed_pos.weight.shape == (10, 12)
+    assert model.encoder.embed_pos.weight.shape == (10, 12)
 
 
 # ---------------------------------------------------------------- devices

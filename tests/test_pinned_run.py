@@ -32,3 +32,18 @@ def test_a_short_run_gives_the_pinned_weights_and_q_values(variant):
     assert float(flat.sum()) == pytest.approx(total, rel=1e-6)
     assert float(flat.abs().sum()) == pytest.approx(magnitude, rel=1e-6)
     assert q[0].tolist() == pytest.approx(q_pinned, abs=2e-6)
+
+
+def test_a_model_saved_before_the_encoder_core_head_split_loads_and_acts_the_same():
+    # tests/data/model_before_split.pt: a tiny carry-z agent (rope2d, goal offsets, neighbours read-out,
+    # stay_on_blocked) saved with the network's old flat state-dict keys ("L_level.", "q_head.", "H_init")
+    from pathlib import Path
+
+    from conftest import TINY_ENV
+
+    agent = HRMAgent.load(Path(__file__).parent / "data" / "model_before_split.pt")
+    assert "core.L_level.layers.0.mlp.down_proj.weight" in agent.online.state_dict()
+    obs, _ = gym.make("DynamicMaze-v0", **TINY_ENV).reset(seed=3)
+    with torch.no_grad():
+        q = agent.online(agent.online.initial_carry(1), torch.from_numpy(agent.tokenizer(obs[None])))[1]
+    assert q[0].tolist() == pytest.approx([-0.069247, -0.069247, -0.079794, -0.070528], abs=2e-6)

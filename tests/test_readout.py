@@ -32,7 +32,7 @@ def test_each_action_reads_the_cell_it_leads_to_and_a_move_off_the_grid_the_agen
     model = HRMQNetwork(HRMConfig(**FIELDS))
     tokens = grid_with_agent((2, 3), (0, 0), (4, 6))
     at = lambda r, c: 1 + cell(r, c)  # noqa: E731  (position: the query token comes first)
-    assert model.readout_positions(tokens).tolist() == [
+    assert model.head.readout_positions(tokens).tolist() == [
         [at(1, 3), at(2, 4), at(3, 3), at(2, 2)],  # up, right, down, left of the middle
         [at(0, 0), at(0, 1), at(1, 0), at(0, 0)],  # top-left corner: up and left stay put
         [at(3, 6), at(4, 6), at(4, 6), at(4, 5)],  # bottom-right corner: right and down stay put
@@ -49,11 +49,11 @@ def test_with_stay_on_blocked_a_move_into_a_wall_or_closed_door_reads_the_agents
     tokens[0, cell(3, 3)] = door_open  # below it: passable
     tokens[1, cell(1, 0)] = door_closed  # below the corner agent
     at = lambda r, c: 1 + cell(r, c)  # noqa: E731
-    assert model.readout_positions(tokens).tolist() == [
+    assert model.head.readout_positions(tokens).tolist() == [
         [at(2, 3), at(2, 3), at(3, 3), at(2, 2)],  # up and right blocked: the agent's cell
         [at(0, 0), at(0, 1), at(0, 0), at(0, 0)],  # off the grid and into a door alike
     ]
-    assert plain.readout_positions(tokens)[0, :2].tolist() == [at(1, 3), at(2, 4)]  # off: the wall's cell
+    assert plain.head.readout_positions(tokens)[0, :2].tolist() == [at(1, 3), at(2, 4)]  # off: the wall's cell
     torch.manual_seed(0)
     carry, q = model(model.initial_carry(2), tokens)
     assert q[0, 0] == q[0, 1]  # both blocked moves: the value of staying put
@@ -73,29 +73,29 @@ def test_stay_on_blocked_has_no_effect_on_the_query_read_out():
     model = HRMQNetwork(HRMConfig(**{**FIELDS, "readout": "query", "stay_on_blocked": True}))
     assert not hasattr(model, "blocking")
     carry, q = model(model.initial_carry(1), grid_with_agent((2, 3)))
-    torch.testing.assert_close(q, model.q_head(carry.z_H[:, 0].float()))
+    torch.testing.assert_close(q, model.head.q_head(carry.z_H[:, 0].float()))
 
 
 def test_q_values_are_the_shared_head_at_those_cells_and_train_it():
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**FIELDS))
-    assert model.q_head.weight.shape == (1, 16)  # one value, shared by every cell
+    assert model.head.q_head.weight.shape == (1, 16)  # one value, shared by every cell
     tokens = grid_with_agent((2, 3), (1, 5))
     carry, q = model(model.initial_carry(2), tokens)
     assert q.shape == (2, 4) and q.dtype == torch.float32
-    index = model.readout_positions(tokens)
-    expected = model.q_head(carry.z_H[torch.arange(2)[:, None], index].float()).squeeze(-1)
+    index = model.head.readout_positions(tokens)
+    expected = model.head.q_head(carry.z_H[torch.arange(2)[:, None], index].float()).squeeze(-1)
     torch.testing.assert_close(q, expected)
     q.sum().backward()
-    assert model.q_head.weight.grad.abs().sum() > 0
-    assert model.embed_tokens.weight.grad.abs().sum() > 0  # through the trunk too
+    assert model.head.q_head.weight.grad.abs().sum() > 0
+    assert model.encoder.embed_tokens.weight.grad.abs().sum() > 0  # through the trunk too
 
 
 def test_the_query_read_out_is_unchanged():
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**{**FIELDS, "readout": "query"}))
     carry, q = model(model.initial_carry(1), grid_with_agent((2, 3)))
-    torch.testing.assert_close(q, model.q_head(carry.z_H[:, 0].float()))
+    torch.testing.assert_close(q, model.head.q_head(carry.z_H[:, 0].float()))
 
 
 @pytest.mark.parametrize("overrides, message", [

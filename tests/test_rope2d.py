@@ -46,7 +46,7 @@ def test_the_query_token_takes_the_anchor_cell():
     tokens = torch.zeros(2, ROWS * COLS, dtype=torch.uint8)
     tokens[0, 2 * COLS + 3] = 4
     tokens[1, 4 * COLS + 1] = 4
-    cos, _ = model.positions(tokens)
+    cos, _ = model.encoder.positions(tokens)
     assert cos.shape == (2, 1 + ROWS * COLS, 8)
     torch.testing.assert_close(cos[0, 0], cos[0, 1 + 2 * COLS + 3])
     torch.testing.assert_close(cos[1, 0], cos[1, 1 + 4 * COLS + 1])
@@ -81,7 +81,7 @@ def test_anchor_embedding_depends_on_the_offset_from_the_agent_only():
     cell = lambda r, c: r * COLS + c  # noqa: E731
     tokens[0, cell(1, 1)], tokens[0, cell(2, 4)] = 4, 5  # agent, goal 1 down 3 right of it
     tokens[1, cell(3, 2)], tokens[1, cell(4, 5)] = 4, 5  # both moved 2 down 1 right
-    x = model.input_embeddings(tokens)  # (2, 1 + cells, D), query first
+    x = model.encoder.input_embeddings(tokens)  # (2, 1 + cells, D), query first
     at = lambda r, c: 1 + cell(r, c)  # noqa: E731
     torch.testing.assert_close(x[0, at(2, 4)], x[1, at(4, 5)])  # the goal, same offset
     torch.testing.assert_close(x[0, at(1, 1)], x[1, at(3, 2)])  # the agent: offset (0, 0) ...
@@ -90,7 +90,7 @@ def test_anchor_embedding_depends_on_the_offset_from_the_agent_only():
     # the same empty cell at a different offset gets a different input
     assert not torch.allclose(x[0, at(0, 0)], x[1, at(0, 0)])
     # the index of the query position is that of offset (0, 0), the agent's cell
-    offsets = model.anchor_offsets(tokens)
+    offsets = model.encoder.anchor_offsets(tokens)
     assert offsets[0, 0] == offsets[0, at(1, 1)] == offsets[1, at(3, 2)]
     assert offsets.min() >= 0 and offsets.max() < (2 * ROWS - 1) * (2 * COLS - 1)
 
@@ -112,12 +112,12 @@ def test_goal_embedding_gives_the_query_the_agents_offset_from_the_goal():
     tokens[0, cell(1, 1)], tokens[0, cell(2, 4)] = 4, 5  # goal 1 down 3 right of the agent
     tokens[1, cell(2, 2)], tokens[1, cell(3, 5)] = 4, 5  # the same offset elsewhere
     tokens[2, cell(2, 2)], tokens[2, cell(2, 5)] = 4, 5  # another offset
-    offsets = model.anchor_offsets(tokens, 5)
+    offsets = model.encoder.anchor_offsets(tokens, 5)
     at = lambda r, c: 1 + cell(r, c)  # noqa: E731
     assert offsets[0, 0] == offsets[0, at(1, 1)] == offsets[1, 0]  # query: the agent's offset from the goal
     assert offsets[0, 0] != offsets[2, 0]
     assert offsets[0, at(2, 4)] == offsets[2, at(2, 5)]  # the goal's own cell: offset (0, 0)
-    x = model.input_embeddings(tokens)
+    x = model.encoder.input_embeddings(tokens)
     torch.testing.assert_close(x[0, 0], x[1, 0])
     assert not torch.allclose(x[0, 0], x[2, 0])
     with pytest.raises(ValueError, match="goal_embedding needs goal_token"):
