@@ -138,8 +138,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     cmd = [sys.executable, "-m", "hrm_agent.train", "--env", "DynamicMaze-v0", "--run-dir", str(run_dir),
            "--total-steps", "1000000", "--set=eval_freq=0", "--set=checkpoint_freq=0", *TINY_ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (run_dir / "progress.csv").exists() and time.time() < deadline:
+    # the first log row (after 1,000 steps): training is under way, so Ctrl-C lands in the loop
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+            (run_dir / "progress.csv").exists() and len((run_dir / "progress.csv").read_text().splitlines()) > 1):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
