@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="episode i is seeded seed + i (default 0)")
     parser.add_argument("--test", action="store_true",
                         help=f"play the test set, the episodes final figures are reported on: {TEST_EPISODES} "
-                             f"episodes seeded {TEST_SEED:,} + i (the same for every agent; excludes --episodes "
-                             "and --seed)")
+                             f"episodes seeded {TEST_SEED:,} + i, the same for every agent (with --episodes N, "
+                             "its first N; excludes --seed)")
     parser.add_argument("--gif", metavar="PATH", help="write the first episode's frames as an animated GIF")
     parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
                         help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
@@ -319,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.test:
-        if args.episodes is not None or args.seed is not None:
-            parser.error("--test plays the fixed test set; drop --episodes/--seed")
-        args.episodes, args.seed = TEST_EPISODES, TEST_SEED
+        if args.seed is not None:
+            parser.error("--test plays the fixed test set; drop --seed")
+        if args.episodes is not None and not 1 <= args.episodes <= TEST_EPISODES:
+            parser.error(f"--test has {TEST_EPISODES} episodes; --episodes must be between 1 and {TEST_EPISODES}")
+        args.episodes = TEST_EPISODES if args.episodes is None else args.episodes
+        args.seed = TEST_SEED
     args.episodes = 100 if args.episodes is None else args.episodes
     args.seed = 0 if args.seed is None else args.seed
     if args.episodes < 1:
@@ -362,10 +365,12 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
                               "variant": agent.variant, "episodes": args.episodes, "seed": args.seed,
-                              "episode_set": "test" if args.test else "custom",
+                              "episode_set": ("test" if args.episodes == TEST_EPISODES else f"test, first {args.episodes}")
+                              if args.test else "custom",
                               "policy": "stochastic" if args.stochastic else "greedy"}
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}"
-          + ("  (the test set)" if args.test else "")
+          + (("  (the test set)" if args.episodes == TEST_EPISODES else "  (the test set's first episodes)")
+             if args.test else "")
           + (f"  policy: random action with probability {agent.config.exploration_final_eps}"
              if args.stochastic else ""))
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")

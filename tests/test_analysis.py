@@ -457,6 +457,8 @@ def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, t
 def test_evaluate_test_flag_plays_the_test_set_and_refuses_a_custom_seed(runs, tmp_path):
     result = run("-m", "hrm_agent.evaluate", str(runs["carry"]), "--test", "--seed", "3")
     assert result.returncode == 2 and "--test plays the fixed test set" in result.stderr
+    result = run("-m", "hrm_agent.evaluate", str(runs["carry"]), "--test", "--episodes", "2000")
+    assert result.returncode == 2 and "--episodes must be between 1 and 1024" in result.stderr
     report = tmp_path / "test.json"
     result = run("-m", "hrm_agent.evaluate", str(runs["carry"]), "--test", "--json", str(report), timeout=300)
     assert result.returncode == 0, result.stderr

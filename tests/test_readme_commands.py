@@ -143,6 +143,8 @@ def shrink(argv: list[str], tiny_config: Path) -> list[str] | None:
         return argv + ["--inspect"]  # a digest of the event files instead of a server
     if program != "python":
         raise AssertionError(f"no tiny budget known for {shlex.join(argv)}")
+    if argv[1] == "analysis/test_set.py":
+        return with_option(argv, "--episodes", 16)  # the first 16 test episodes
     if argv[1].startswith("analysis/"):
         return argv  # reads the runs; its work is as small as they are
     module, rest = (argv[2], argv[3:]) if argv[1] == "-m" else (None, argv[1:])
