@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"play the test set, the episodes final figures are reported on: {TEST_EPISODES} "
                              f"episodes seeded {TEST_SEED:,} + i, the same for every agent (with --episodes N, "
                              "its first N; excludes --seed)")
+    parser.add_argument("--validation", action="store_true",
+                        help="play the run's own validation episodes, those its evaluations during training "
+                             "played (eval_episodes episodes seeded 1,000,000 + its seed + i; excludes --episodes "
+                             "and --seed)")
     parser.add_argument("--gif", metavar="PATH", help="write the first episode's frames as an animated GIF")
     parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
                         help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
@@ -318,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the printed figures to PATH as JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
+    if args.test and args.validation:
+        parser.error("--test and --validation are two sets of episodes; pick one")
+    if args.validation and (args.episodes is not None or args.seed is not None):
+        parser.error("--validation plays the run's own evaluation episodes; drop --episodes/--seed")
     if args.test:
         if args.seed is not None:
             parser.error("--test plays the fixed test set; drop --seed")
@@ -325,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--test has {TEST_EPISODES} episodes; --episodes must be between 1 and {TEST_EPISODES}")
         args.episodes = TEST_EPISODES if args.episodes is None else args.episodes
         args.seed = TEST_SEED
-    args.episodes = 100 if args.episodes is None else args.episodes
-    args.seed = 0 if args.seed is None else args.seed
-    if args.episodes < 1:
+    if not args.validation:
+        args.episodes = 100 if args.episodes is None else args.episodes
+        args.seed = 0 if args.seed is None else args.seed
+    if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be at least 1")
     if args.intervention_step < 1:
         parser.error("--intervention-step must be at least 1")
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(path, option)
 
     from envs.base import static_kwargs
-    from hrm_agent.agent import HRMAgent
+    from hrm_agent.agent import EVAL_SEED_OFFSET, HRMAgent
     from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
     from hrm_agent.checkpoint import CheckpointError
 
@@ -357,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.validation:  # the episodes of the run's evaluations during training (HRMAgent._evaluate)
+        args.episodes, args.seed = agent.config.eval_episodes, agent.seed + EVAL_SEED_OFFSET
     # an intervention's settling is read from the latents, so it records them (kept only with --save-latents)
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
                       record_latents=args.save_latents is not None or args.intervention is not None,
@@ -365,12 +376,13 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
                               "variant": agent.variant, "episodes": args.episodes, "seed": args.seed,
-                              "episode_set": ("test" if args.episodes == TEST_EPISODES else f"test, first {args.episodes}")
-                              if args.test else "custom",
+                              "episode_set": "validation" if args.validation else (
+                                  ("test" if args.episodes == TEST_EPISODES else f"test, first {args.episodes}")
+                                  if args.test else "custom"),
                               "policy": "stochastic" if args.stochastic else "greedy"}
     print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}"
           + (("  (the test set)" if args.episodes == TEST_EPISODES else "  (the test set's first episodes)")
-             if args.test else "")
+             if args.test else "  (its validation episodes)" if args.validation else "")
           + (f"  policy: random action with probability {agent.config.exploration_final_eps}"
              if args.stochastic else ""))
     print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")

@@ -247,3 +247,21 @@ def test_learning_table_rejects_a_folder_that_is_not_a_run(tmp_path):
     result = run(str(LEARNING_TABLE), str(tmp_path), "--results", str(tmp_path / "results"))
     assert_user_error(result, "has no summary.json")
     assert not (tmp_path / "results").exists()
+
+
+def test_evaluate_validation_replays_the_runs_own_evaluation_episodes_and_agrees_with_it(trained_run, tmp_path):
+    # the episodes of a run's evaluations during training are seeded 1,000,000 + its seed + i: replayed by
+    # --validation, the final model gives the final evaluation's figures exactly
+    import json
+
+    summary = json.loads((trained_run / "summary.json").read_text())
+    report = tmp_path / "validation.json"
+    result = run("-m", "hrm_agent.evaluate", str(trained_run), "--validation", "--json", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert (data["seed"], data["episode_set"]) == (1_000_003, "validation")  # seed 3
+    final = summary["final_eval"]
+    assert data["episodes"] == final["episodes"]
+    assert data["success_rate"] == final["success_rate"] and data["mean_ep_length"] == final["mean_ep_length"]
+    other = run("-m", "hrm_agent.evaluate", str(trained_run), "--validation", "--seed", "1000000")
+    assert_user_error(other, "--validation plays the run's own evaluation episodes")
