@@ -507,7 +507,8 @@ class HRMAgent:
         from hrm_agent.evaluate import evaluate
 
         summary = evaluate(self, self.config.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET).summary()
-        self.eval_history.append({"step": self.num_timesteps, **summary})
+        # the training wall-clock when it was reached: minutes to a success rate are read from here
+        self.eval_history.append({"step": self.num_timesteps, "wall_clock_s": round(self.wall_time, 1), **summary})
         if self._logger is not None:
             for key in ("success_rate", "mean_ep_length", "path_efficiency"):
                 self._logger.record(f"eval/{key}", summary[key])

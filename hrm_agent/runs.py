@@ -316,10 +316,13 @@ def summary_record(
     wall_clock_s: float,
     eval_history: list[dict[str, float]],
 ) -> dict[str, Any]:
-    """A run's ``summary.json``: final greedy eval, env steps to first reach 90 % success, wall-clock."""
+    """A run's ``summary.json``: final greedy eval, env steps and wall-clock minutes to first reach 90 %
+    success (the minutes as the evaluation that reached it recorded them: None for a history without them),
+    wall-clock."""
     import torch
 
-    first_90 = next((h["step"] for h in eval_history if h["success_rate"] >= 0.9), None)
+    first = next((h for h in eval_history if h["success_rate"] >= 0.9), None)
+    minutes = None if first is None or first.get("wall_clock_s") is None else round(first["wall_clock_s"] / 60, 2)
     return {
         "env": env_id,
         "variant": variant,
@@ -328,7 +331,8 @@ def summary_record(
         "wall_clock_s": round(wall_clock_s, 1),
         "threads": torch.get_num_threads(),
         "final_eval": eval_history[-1] if eval_history else None,
-        "steps_to_90": first_90,
+        "steps_to_90": None if first is None else first["step"],
+        "minutes_to_90": minutes,
         "eval_history": eval_history,
     }
 

@@ -263,6 +263,7 @@ def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interva
     def row(variant, seed, final, curve, to_90=""):
         return {"variant": variant, "seed": str(seed), "final_success": str(final), "path_efficiency": "1.0",
                 "steps_to_90": to_90, "wall_clock_s": "600", "total_steps": "1000", "budget": "1000",
+                "minutes_to_90": str(int(to_90) / 100) if to_90 else "",
                 "curve": ";".join(f"{(i + 1) * 500}:{v}" for i, v in enumerate(curve))}
 
     carry = [row("carry", s, f, c, t) for s, f, c, t in ((0, 0.9, [0.5, 0.9], "1000"), (1, 1.0, [0.9, 1.0], "500"),
@@ -276,8 +277,21 @@ def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interva
     assert f"final greedy success +0.45 [{low:+.2f}, {high:+.2f}]" in line
     assert "steps to 90 % cannot tell (reached by 3/3 and 0/3 runs)" in line
     markdown = table(carry + reset, "DynamicMaze-v0", "", 1000)
-    assert line in markdown and "3/3 runs; median 1,000 (~10 min)" in markdown
+    assert line in markdown and "3/3 runs; median 1,000 (10 min)" in markdown
     assert table_rows(markdown)["HRM carry z"][6] == "0.82 ± 0.07"  # (0.7 + 0.95 + 0.825) / 3
     # the interval is reproducible, and undefined for a single seed
     assert bootstrap_difference([0.9, 1.0, 0.95], [0.5, 0.6, 0.4]) == (d, low, high)
     assert all(x != x for x in bootstrap_difference([1.0], [0.5])[1:])
+
+
+def test_minutes_to_90_are_the_wall_clock_the_first_evaluation_at_90_recorded():
+    from hrm_agent.runs import summary_record
+
+    history = [{"step": 100, "wall_clock_s": 30.0, "success_rate": 0.5},
+               {"step": 200, "wall_clock_s": 90.0, "success_rate": 0.95},
+               {"step": 300, "wall_clock_s": 200.0, "success_rate": 0.97}]
+    summary = summary_record("DynamicMaze-v0", "carry", 0, 300, 240.0, history)
+    assert (summary["steps_to_90"], summary["minutes_to_90"]) == (200, 1.5)  # not 240 s x 200 / 300
+    assert summary_record("DynamicMaze-v0", "carry", 0, 300, 240.0, history[:1])["minutes_to_90"] is None
+    old = [{k: v for k, v in h.items() if k != "wall_clock_s"} for h in history]  # a run from before
+    assert summary_record("DynamicMaze-v0", "carry", 0, 300, 240.0, old)["minutes_to_90"] is None

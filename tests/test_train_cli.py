@@ -261,6 +261,8 @@ def test_evaluate_validation_replays_the_runs_own_evaluation_episodes_and_agrees
     data = json.loads(report.read_text())
     assert (data["seed"], data["episode_set"]) == (1_000_003, "validation")  # seed 3
     final = summary["final_eval"]
+    clock = [h["wall_clock_s"] for h in summary["eval_history"]]  # each evaluation records when it was made
+    assert clock == sorted(clock) and 0 < clock[-1] <= summary["wall_clock_s"]
     assert data["episodes"] == final["episodes"]
     assert data["success_rate"] == final["success_rate"] and data["mean_ep_length"] == final["mean_ep_length"]
     other = run("-m", "hrm_agent.evaluate", str(trained_run), "--validation", "--seed", "1000000")

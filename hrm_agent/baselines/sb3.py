@@ -238,6 +238,7 @@ class RunCallback(BaseCallback):
         self._bar: Any = None
 
     def _on_training_start(self) -> None:
+        self._start_time = time.perf_counter()
         self._next_log = (self.num_timesteps // LOG_INTERVAL + 1) * LOG_INTERVAL
         if self.hparams is not None:
             from stable_baselines3.common.logger import HParam
@@ -282,7 +283,8 @@ class RunCallback(BaseCallback):
 
         agent = EvalPolicy(self.model, self.env_id, self.env_kwargs, self.variant)
         summary = evaluate(agent, self.config.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET).summary()
-        self.eval_history.append({"step": self.model.num_timesteps, **summary})
+        seconds = time.perf_counter() - self._start_time  # the training wall-clock when it was reached
+        self.eval_history.append({"step": self.model.num_timesteps, "wall_clock_s": round(seconds, 1), **summary})
         for key in ("success_rate", "mean_ep_length", "path_efficiency"):
             self.logger.record(f"eval/{key}", summary[key])
         return summary

@@ -65,7 +65,7 @@ PREFIXES = {"hrm": HRM_VARIANTS, "sb3": SB3_ALGOS, **{name: (name,) for name in 
 FIELDS = [
     "env", "env_kwargs", "variant", "seed", "budget", "settings", "defaults", "total_steps", "final_success",
     "final_success_se", "path_efficiency", "path_efficiency_se", "mean_ep_length", "steps_to_90",
-    "wall_clock_s", "threads", "run", "curve",
+    "wall_clock_s", "threads", "run", "curve", "minutes_to_90",
 ]
 KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings", "defaults")
 
@@ -292,6 +292,7 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
         "final_success": final.get("success_rate"), "final_success_se": final.get("success_rate_se"),
         "path_efficiency": final.get("path_efficiency"), "path_efficiency_se": final.get("path_efficiency_se"),
         "mean_ep_length": final.get("mean_ep_length"), "steps_to_90": summary.get("steps_to_90"),
+        "minutes_to_90": summary.get("minutes_to_90"),
         "wall_clock_s": summary.get("wall_clock_s"), "threads": summary.get("threads"), "run": run, "curve": curve,
     }
 
@@ -385,12 +386,9 @@ def curve_mean(row: dict[str, str]) -> float | None:
 
 
 def minutes_to_90(row: dict[str, str]) -> float | None:
-    """Wall-clock minutes to the first evaluation at 90 %: the run's minutes scaled by the share of its
-    steps taken by then (a run's speed is steady after its first minute)."""
-    steps, total, seconds = (number(row.get(k)) for k in ("steps_to_90", "total_steps", "wall_clock_s"))
-    if steps is None or not total or seconds is None:
-        return None
-    return seconds / 60 * steps / total
+    """Wall-clock minutes of training to the first evaluation at 90 %, as that evaluation recorded them
+    (None for a run that did not reach it, or whose evaluations recorded no wall-clock)."""
+    return number(row.get("minutes_to_90"))
 
 
 def threads_label(threads: int | dict[str, int], suffix: str = " each") -> str:
@@ -427,7 +425,7 @@ def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int,
             to_90 = "– (no training)"
         elif reached:
             to_90 = (f"{len(reached)}/{len(group)} runs; median {reached[len(reached) // 2]:,}"
-                     + (f" (~{minutes_reached[len(minutes_reached) // 2]:.0f} min)" if minutes_reached else ""))
+                     + (f" ({minutes_reached[len(minutes_reached) // 2]:.0f} min)" if minutes_reached else ""))
         else:
             to_90 = f"not reached (0/{len(group)})"
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
