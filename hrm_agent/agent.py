@@ -41,6 +41,7 @@ FINAL_MODEL = "final_model.pt"
 LOG_INTERVAL = 1_000  # env steps between rollout/train log rows
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes are seeded apart from training ones
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+EVAL_MODELS = "models"  # with save_eval_models: the model at every evaluation, models/step_{N}.pt
 
 
 class TrainingDiverged(RuntimeError):
@@ -512,6 +513,8 @@ class HRMAgent:
         if self._logger is not None:
             for key in ("success_rate", "mean_ep_length", "path_efficiency"):
                 self._logger.record(f"eval/{key}", summary[key])
+        if self.run_dir is not None and self.config.save_eval_models:
+            self.save(self.run_dir / EVAL_MODELS / f"step_{self.num_timesteps:08d}.pt")
 
     def _install_sigint_handler(self) -> Any:
         """Ctrl-C finishes the current step and returns from ``learn`` (checkpointing first with a run dir)."""

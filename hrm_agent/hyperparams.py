@@ -101,6 +101,10 @@ class AgentConfig(BaseModel):
     """Checkpoint every this many env steps (0: only on exit)."""
     checkpoint_replay: bool = False
     """Also checkpoint the replay buffer (large with carry z); then a resumed run is exact."""
+    save_eval_models: bool = False
+    """At every evaluation, also save the model as it is then (``models/step_{N}.pt`` in the run
+    directory, the file ``HRMAgent.save`` writes, tens of KB): the agent at each point of its learning
+    curve, e.g. to compare two variants at equal success. Changes nothing in training."""
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "AgentConfig":

@@ -267,3 +267,22 @@ def test_evaluate_validation_replays_the_runs_own_evaluation_episodes_and_agrees
     assert data["success_rate"] == final["success_rate"] and data["mean_ep_length"] == final["mean_ep_length"]
     other = run("-m", "hrm_agent.evaluate", str(trained_run), "--validation", "--seed", "1000000")
     assert_user_error(other, "--validation plays the run's own evaluation episodes")
+
+
+def test_save_eval_models_keeps_the_model_of_every_evaluation(tmp_path):
+    import json
+
+    from hrm_agent.agent import EVAL_SEED_OFFSET, HRMAgent
+    from hrm_agent.evaluate import evaluate
+
+    run_dir = tmp_path / "run"
+    result = train(run_dir, "--set=save_eval_models=true", steps=300)
+    assert result.returncode == 0, result.stderr
+    history = json.loads((run_dir / "summary.json").read_text())["eval_history"]
+    models = sorted((run_dir / "models").glob("step_*.pt"))
+    assert [int(p.stem.split("_")[1]) for p in models] == [h["step"] for h in history]
+    for path, entry in zip(models, history):  # each is the agent as that evaluation found it
+        agent = HRMAgent.load(path)
+        replay = evaluate(agent, agent.config.eval_episodes, seed=agent.seed + EVAL_SEED_OFFSET).summary()
+        assert replay["success_rate"] == entry["success_rate"]
+        assert replay["mean_ep_length"] == entry["mean_ep_length"]

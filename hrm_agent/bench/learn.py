@@ -193,9 +193,10 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
 
 # Config fields added after results were recorded, with the value that does what runs did before
 # them: left out of the fingerprint at that value, so older rows still match.
-FINGERPRINT_OFF = {"her_ratio": 0.0}
+FINGERPRINT_OFF = {"her_ratio": 0.0, "save_eval_models": False}
 # the same for fields of a nested section: the HRM's ``model``, the baselines' ``policy``
-FINGERPRINT_NESTED_OFF = {"model": {"readout": "query", "stay_on_blocked": False}, "policy": {"view": "grid"}}
+FINGERPRINT_NESTED_OFF = {"model": {"readout": "query", "stay_on_blocked": False, "core": "hrm"},
+                          "policy": {"view": "grid"}}
 # A config's default budget does not change a run (bench learn passes its own): hashed as this constant
 # (the default budget of every learner when fingerprints began), so changing a default budget keeps rows.
 FINGERPRINT_TOTAL_STEPS = 60_000
