@@ -9,8 +9,9 @@ when none does. Writes to --out: ``learning_curves``, ``convergence`` (steps
 split by whether the change touched the shortest path, the authors' protocol),
 ``convergence_any-change`` (split by any change), ``convergence_query`` and
 ``divergence_query`` (the authors' measure, the query token's squared
-distance) and ``divergence``, each as ``.png``, ``.svg`` and ``.csv`` (the
-plotted numbers).
+distance), ``convergence_read`` and ``divergence_read`` (at the positions the Q
+head read, where every recording holds them) and ``divergence``, each as
+``.png``, ``.svg`` and ``.csv`` (the plotted numbers).
 The single figures: ``analysis/learning_curves.py``, ``convergence.py``,
 ``divergence.py``.
 """
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             paths += analysis.write_convergence(sets, args.out, split=split, measure="query")
             paths += analysis.write_divergence(sets, args.out)
             paths += analysis.write_divergence(sets, args.out, measure="query")
+            if all(s.read_positions is not None and s.positions == "all" for s in sets):
+                paths += analysis.write_convergence(sets, args.out, split=split, measure="read")
+                paths += analysis.write_divergence(sets, args.out, measure="read")
     except (analysis.AnalysisError, LatentsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,11 +7,13 @@ directory's ``config.yaml`` and TensorBoard event files. The commands in
 wrappers around the ``write_*`` functions and tables here.
 
 Notation: ``z^i`` is the state after recurrent iteration ``i`` of a forward
-pass (``z^0`` the state it started from, ``z^{NT}`` the final one). Two
+pass (``z^0`` the state it started from, ``z^{NT}`` the final one). Three
 distances ``d`` (``measure``): ``"mse"``, the mean over all positions and hidden
 units of the squared difference; ``"query"``, the HRM-Agent authors' measure:
 the squared difference of the query-position vector (the HRM's read-out token and what
-``carry: token`` carries; their last token) summed over the hidden units.
+``carry: token`` carries; their last token) summed over the hidden units; ``"read"``,
+the mean squared difference over the positions the Q head read at the step (with
+``readout: neighbors`` the cells each action leads to: the state the Q-values come from).
 
 - **Convergence**: ``d(z^i, z^{NT})`` against ``i = 0 .. NT`` for ``z_H`` and
   ``z_L``, in four conditions: variant (carry/reset) x whether the environment
@@ -63,7 +65,7 @@ def variant_label(variant: str) -> str:
 CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs", "split",
                       "measure"]
 DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs", "measure"]
-MEASURES = ("mse", "query")  # see the module docstring
+MEASURES = ("mse", "query", "read")  # see the module docstring
 SETTLE_TOLERANCE = 0.1  # settling_iterations: within 10 % of the distance from the initial state
 SPLITS = ("path", "any")
 LEARNING_FIELDS = ["run", "env", "variant", "seed", "tag", "step", "value"]
@@ -131,6 +133,8 @@ def distance(a: np.ndarray, b: np.ndarray, measure: str = "mse") -> np.ndarray:
     """Row-wise distance of states ``a``, ``b`` (n, P, D): :func:`mse`, or with ``"query"`` the squared
     difference of the query-position vectors (position 0) summed over the hidden units -> (n,) float64."""
     _check_measure(measure)
+    if measure == "read":
+        raise AnalysisError("the read measure takes the positions of each step: gather them with read_states")
     if measure == "mse":
         return mse(a, b)
     return mse(np.asarray(a)[:, 0], np.asarray(b)[:, 0]) * np.shape(a)[-1]
@@ -139,23 +143,43 @@ def distance(a: np.ndarray, b: np.ndarray, measure: str = "mse") -> np.ndarray:
 def distance_to_final(states: np.ndarray, measure: str = "mse") -> np.ndarray:
     """``states`` (n, I, P, D) -> (n, I): ``distance(states[:, i], states[:, -1])``; the last column is 0."""
     _check_measure(measure)
+    if measure == "read":
+        raise AnalysisError("the read measure takes the positions of each step: gather them with read_states")
     if measure == "mse":
         return mse_to_final(states)
     return mse_to_final(np.asarray(states)[:, :, 0]) * np.shape(states)[-1]
 
 
+def read_states(latents: Latents, states: np.ndarray) -> np.ndarray:
+    """``states`` (n, ..., S, D) of a recording's steps -> at the positions the Q head read at each step,
+    (n, ..., A, D) (``read_positions``); AnalysisError for a recording without them or of one position."""
+    if latents.read_positions is None or latents.positions != "all":
+        raise AnalysisError(f"a recording of {latents.metadata.get('source', 'this run')} has no read positions "
+                            "at every position (recorded by an older version, or --latent-positions query): "
+                            "the read measure needs a recording of every position by this version")
+    index = latents.read_positions.reshape(len(states), *(1,) * (states.ndim - 3), -1, 1)
+    return np.take_along_axis(states, index, axis=-2)
+
+
 def convergence_curves(latents: Latents, level: str, measure: str = "mse") -> np.ndarray:
-    """(n, NT+1): ``d(z^i, z^{NT})`` for ``i = 0 .. NT`` at every recorded step (``z^0``: the start state)."""
-    z = getattr(latents, level)
-    start = distance(latents.initial_state(level), z[:, -1], measure)
-    return np.concatenate([start[:, None], distance_to_final(z, measure)], axis=1)
+    """(n, NT+1): ``d(z^i, z^{NT})`` for ``i = 0 .. NT`` at every recorded step (``z^0``: the start state).
+    ``measure="read"``: the MSE over the positions the Q head read at that step."""
+    z, start = getattr(latents, level), latents.initial_state(level)
+    if measure == "read":
+        z, start, measure = read_states(latents, z), read_states(latents, start), "mse"
+    first = distance(start, z[:, -1], measure)
+    return np.concatenate([first[:, None], distance_to_final(z, measure)], axis=1)
 
 
 def divergence_curves(latents: Latents, level: str, measure: str = "mse") -> np.ndarray:
-    """(n,): ``d(z^{NT}`` of its episode's first step, ``z^{NT}`` of this step``)``; 0 on first steps."""
+    """(n,): ``d(z^{NT}`` of its episode's first step, ``z^{NT}`` of this step``)``; 0 on first steps.
+    ``measure="read"``: both at the positions the Q head read at this step."""
     final = getattr(latents, level)[:, -1]
     first_row = np.cumsum(latents.episode_length) - latents.episode_length
-    return distance(final[first_row[latents.episode]], final, measure)
+    first = final[first_row[latents.episode]]
+    if measure == "read":
+        return distance(read_states(latents, first), read_states(latents, final), "mse")
+    return distance(first, final, measure)
 
 
 def changed_steps(latents: Latents, split: str = "path") -> np.ndarray:
@@ -180,8 +204,11 @@ def settling_iterations(latents: Latents, level: str, tol: float = SETTLE_TOLERA
     step needs the iterations that cover all but ``tol`` of it."""
     curves = convergence_curves(latents, level, measure)
     final = getattr(latents, level)[:, -1]
-    init = (latents.H_init if level == "z_H" else latents.L_init).astype(final.dtype)
-    scale = distance(np.broadcast_to(init, final.shape), final, measure)
+    init = np.broadcast_to((latents.H_init if level == "z_H" else latents.L_init).astype(final.dtype), final.shape)
+    if measure == "read":
+        scale = mse(read_states(latents, init), read_states(latents, final))
+    else:
+        scale = distance(init, final, measure)
     within = curves <= tol * scale[:, None]
     settled_from = np.flip(np.logical_and.accumulate(np.flip(within, axis=1), axis=1), axis=1)
     return curves.shape[1] - settled_from.sum(axis=1)
@@ -410,6 +437,8 @@ def _measure_label(rows: list[dict[str, Any]], a: str, b: str) -> str:
     """The y-axis label of a distance between ``a`` and ``b`` in ``rows``' measure."""
     if rows and rows[0].get("measure") == "query":
         return f"squared distance of the query token\n({a}, {b})"
+    if rows and rows[0].get("measure") == "read":
+        return f"MSE({a}, {b})\nat the cells the Q head reads"
     return f"MSE({a}, {b})"
 
 
@@ -524,8 +553,8 @@ def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict[str, 
 
 
 def figure_name(kind: str, split: str = "path", measure: str = "mse") -> str:
-    """``convergence``/``divergence``, with ``_any-change`` and ``_query`` for the other views."""
-    return kind + ("_any-change" if split == "any" else "") + ("_query" if measure == "query" else "")
+    """``convergence``/``divergence``, with ``_any-change``, ``_query`` and ``_read`` for the other views."""
+    return kind + ("_any-change" if split == "any" else "") + (f"_{measure}" if measure != "mse" else "")
 
 
 def write_convergence(

@@ -170,6 +170,8 @@ def evaluate(
     and ``path_changed``; the envs run without their own changes (``envs.base.static_kwargs``) unless
     ``env_kwargs`` says otherwise.
     """
+    import torch
+
     from envs.base import static_kwargs
     from hrm_agent.latents import LatentRecorder, record_traces
 
@@ -237,8 +239,10 @@ def evaluate(
                 (trace,) = traces  # exactly one forward pass per step
                 traces.clear()
                 step_obs, step_changed, step_path_changed, step_pos, step_index = before
+                tokens = torch.from_numpy(agent.tokenizer(step_obs)).flatten(1).to(agent.device)
+                read = agent.online.readout_index(tokens)  # the positions the Q head read
                 recorder.add(trace, rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index,
-                             path_changed=step_path_changed)
+                             path_changed=step_path_changed, read_positions=read.cpu().numpy())
     for env in envs:
         env.close()
     if gif_path:

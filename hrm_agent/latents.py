@@ -42,6 +42,10 @@ step              (n,) int64               step index within the episode, from 0
 episode           (n,) int64               episode id ``0 .. E-1`` (seeded ``eval_seed + id``)
 episode_success   (E,) bool                the episode reached the goal
 episode_length    (E,) int64               steps it took (its number of rows)
+read_positions    (n, A) int64, optional   the positions (query first) the Q head read at the step:
+                                           the cells each action leads to (``readout: neighbors``)
+                                           or the query position (``A = 1``); files recorded
+                                           before this entry lack it
 intervention_step (E,) int64, optional     recorded by ``evaluate --intervention``: the step
                                            after which the episode's grid was changed (its row
                                            ``step == intervention_step`` is the first to see
@@ -104,6 +108,7 @@ _ARRAY_ENTRIES = (
     "z_H", "z_L", "H_init", "L_init", "obs", "action", "reward", "changed", "agent_pos", "step", "episode",
     "episode_success", "episode_length",
 )
+_OPTIONAL_ENTRIES = ("path_changed", "intervention_step", "read_positions")
 _METADATA_KEYS = ("variant", "env_id", "H_cycles", "L_cycles", "hidden_size", "total_seq_len")
 
 
@@ -131,6 +136,7 @@ class Latents:
     metadata: dict[str, Any] = field(default_factory=dict)
     path_changed: np.ndarray | None = None
     intervention_step: np.ndarray | None = None
+    read_positions: np.ndarray | None = None
 
     @property
     def variant(self) -> str:
@@ -180,7 +186,7 @@ class Latents:
     def arrays(self) -> dict[str, np.ndarray]:
         """The file's entries except format, version and metadata."""
         entries = {name: getattr(self, name) for name in _ARRAY_ENTRIES}
-        for name in ("path_changed", "intervention_step"):
+        for name in _OPTIONAL_ENTRIES:
             if getattr(self, name) is not None:
                 entries[name] = getattr(self, name)
         return entries
@@ -251,6 +257,7 @@ class LatentRecorder:
         self.positions = positions
         self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_H", "z_L", "obs", *_STEP_ENTRIES)}
         self._path_changed: list[np.ndarray | None] = []
+        self._read_positions: list[np.ndarray | None] = []
 
     def add(
         self,
@@ -263,10 +270,11 @@ class LatentRecorder:
         agent_pos: np.ndarray,
         step: np.ndarray,
         path_changed: np.ndarray | None = None,
+        read_positions: np.ndarray | None = None,
     ) -> None:
         """One batched step. ``trace``: (M*N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
         were active; the other arguments: (k, ...) per active episode, as in the file format
-        (``path_changed`` is kept only when every step gives it)."""
+        (``path_changed`` and ``read_positions`` are kept only when every step gives them)."""
         rows = np.asarray(rows, dtype=np.int64)
         for level in LEVELS:
             z = getattr(trace, level)
@@ -278,6 +286,7 @@ class LatentRecorder:
                             ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
             self._columns[name].append(np.asarray(value))
         self._path_changed.append(None if path_changed is None else np.asarray(path_changed, dtype=bool))
+        self._read_positions.append(None if read_positions is None else np.asarray(read_positions, dtype=np.int64))
 
     def finish(
         self, episode_success: np.ndarray, H_init: np.ndarray, L_init: np.ndarray, metadata: dict[str, Any]
@@ -290,6 +299,8 @@ class LatentRecorder:
         data = {name: np.concatenate(parts) for name, parts in self._columns.items()}
         if all(part is not None for part in self._path_changed):
             data["path_changed"] = np.concatenate(self._path_changed)
+        if all(part is not None for part in self._read_positions):
+            data["read_positions"] = np.concatenate(self._read_positions)
         order = np.lexsort((data["step"], data["episode"]))
         data = {name: value[order] for name, value in data.items()}
         return Latents(
@@ -307,6 +318,7 @@ class LatentRecorder:
             episode_success=np.asarray(episode_success, dtype=bool),
             episode_length=np.bincount(data["episode"], minlength=self.n_episodes).astype(np.int64),
             path_changed=data.get("path_changed"),
+            read_positions=data.get("read_positions"),
             metadata={
                 **metadata,
                 "positions": self.positions,
@@ -368,7 +380,7 @@ def load(path: str | Path) -> Latents:
                 raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
             metadata = json.loads(str(npz["metadata"]))
             arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
-            for name in ("path_changed", "intervention_step"):
+            for name in _OPTIONAL_ENTRIES:
                 if name in names:
                     arrays[name] = npz[name]
     except LatentsError:
@@ -426,6 +438,11 @@ def _check(latents: Latents, name: str) -> None:
                  f"expected ({n},) bool")
         if np.any(latents.path_changed & ~latents.changed):
             fail("path_changed is set on a step where changed is not")
+    read = latents.read_positions
+    if read is not None and (read.ndim != 2 or read.shape[0] != n or read.dtype.kind not in "iu"
+                             or (n and (read.min() < 0 or read.max() >= meta["total_seq_len"]))):
+        fail(f"read_positions has shape {read.shape} and dtype {read.dtype}, expected ({n}, A) integers in "
+             f"[0, {meta['total_seq_len']})")
     E = latents.episode_success.shape
     if len(E) != 1 or latents.episode_length.shape != E:
         fail(f"episode_success {latents.episode_success.shape} and episode_length {latents.episode_length.shape} "

@@ -466,3 +466,37 @@ def test_evaluate_test_flag_plays_the_test_set_and_refuses_a_custom_seed(runs, t
 
     data = json.loads(report.read_text())
     assert (data["episodes"], data["seed"], data["episode_set"]) == (1024, 10_000_000, "test")
+
+
+def test_the_read_measure_takes_the_positions_the_q_head_read_at_each_step():
+    # 2 steps of one carry-z episode, 3 positions: position p of step t ends at (t + 1) * (p + 1); the Q head
+    # read position 2 at step 0 and positions 1 and 2 at step 1
+    finals = np.array([[[1.0], [2.0], [3.0]], [[2.0], [4.0], [6.0]]])  # (n, S, D)
+    z = np.stack([np.zeros_like(finals), finals], axis=1)  # (n, 2 iterations, S, D)
+    lat = synthetic(z, variant="carry")
+    with pytest.raises(analysis.AnalysisError, match="no read positions"):
+        analysis.convergence_curves(lat, "z_H", "read")
+    lat.read_positions = np.array([[2, 2], [1, 2]])
+    curves = analysis.convergence_curves(lat, "z_H", "read")
+    # step 1 starts from step 0's final state at the positions it reads: (2 - 4)^2 and (3 - 6)^2
+    np.testing.assert_allclose(curves[1], [(4 + 9) / 2, (16 + 36) / 2, 0.0])
+    np.testing.assert_allclose(curves[0], [9.0, 9.0, 0.0])  # from the initial state 0
+    # divergence at step 1: step 0's and step 1's final states, at step 1's read positions
+    np.testing.assert_allclose(analysis.divergence_curves(lat, "z_H", "read"), [0.0, (4 + 9) / 2])
+    np.testing.assert_allclose(analysis.convergence_curves(lat, "z_H", "mse")[1, 0], (1 + 4 + 9) / 3)
+
+
+def test_a_recording_keeps_the_positions_the_q_head_read(runs, tmp_path):
+    import torch
+
+    from hrm_agent import latents as latents_module
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.evaluate import evaluate
+
+    agent = HRMAgent.load(runs["carry"])
+    lat = evaluate(agent, 2, record_latents=True).latents
+    tokens = torch.from_numpy(agent.tokenizer(lat.obs)).flatten(1)
+    np.testing.assert_array_equal(lat.read_positions, agent.online.readout_index(tokens).numpy())
+    path = latents_module.save(tmp_path / "l.npz", lat)
+    np.testing.assert_array_equal(latents_module.load(path).read_positions, lat.read_positions)
+    assert np.isfinite(analysis.convergence_curves(lat, "z_L", "read")).all()
