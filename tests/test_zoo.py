@@ -56,3 +56,40 @@ def test_add_copies_the_model_plays_the_test_set_and_records_the_command(tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a finished HRM training run" in err and len(err.splitlines()) == 1
     assert module.main(["--zoo", str(tmp_path / "empty"), "check"]) == 2
+
+
+def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path, capsys):
+    import csv
+
+    zoo, results = tmp_path / "zoo", tmp_path / "test.csv"
+    for variant, seed in (("carry", 0), ("reset", 1)):
+        run_dir = tmp_path / variant
+        result = run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", f"--{variant}-z", "--seed", str(seed),
+                     "--run-dir", str(run_dir), "--total-steps", "100", "--set=eval_freq=0",
+                     "--set=checkpoint_freq=0", "--set=carry=full", *TINY_ARGS)
+        assert result.returncode == 0, result.stderr
+        assert zoo_module().main(["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results)]) == 0
+    spec = importlib.util.spec_from_file_location("analysis_paper", ROOT / "analysis" / "paper_questions.py")
+    paper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper)
+    out = tmp_path / "paper"
+    assert paper.main(["--zoo", str(zoo), "--episodes", "4", "--out", str(out)]) == 0
+    env_out = out / "DynamicMaze-v0"
+    latents = (env_out / "latents.md").read_text()
+    for measure in ("mse", "query", "read"):
+        for variant in ("carry", "reset"):
+            assert f"| {measure} | z_H | {variant} |" in latents
+        assert (env_out / "latents" / ("convergence" + ("" if measure == "mse" else f"_{measure}") + ".png")).is_file()
+    with (env_out / "replanning.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({r["agent"] for r in rows}) == ["BFS oracle", "DynamicMaze-v0__carry-full__0",
+                                                 "DynamicMaze-v0__reset__1"]
+    assert {r["intervention"] for r in rows} == {"door", "goal"}
+    for r in rows:
+        if r["agent"] == "BFS oracle" and int(r["applied"]):
+            assert float(r["success_after"]) == 1.0  # it replans on the true grid
+        if r["agent"] != "BFS oracle" and int(r["applied"]):
+            assert 0 <= float(r["settle_z_H"]) <= 4
+    capsys.readouterr()
+    assert paper.main(["--zoo", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: no agents")

@@ -1,0 +1,191 @@
+"""The paper's latent questions and the re-planning test, asked of the committed agents.
+
+    python analysis/paper_questions.py [--zoo analysis/agents] [--env ENV_ID] [--episodes 128]
+        [--out analysis/results/paper]
+
+For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
+``analysis/zoo.py``), with every agent listed for it:
+
+- **Latents, by the HRM-Agent authors' protocol**: each agent plays the first
+  ``--episodes`` episodes of the test set with its latents recorded at every
+  position; pooled by variant, the convergence figures (steps split by a change
+  that touched the shortest path, and by any change) and the divergence figure,
+  each by three measures: the MSE over all positions, the authors' squared
+  distance of the query token, and the MSE at the cells the Q head reads
+  (``hrm_agent.analysis``) -> ``{out}/{env}/latents/``, and a table of the
+  start distances and the divergence at steps 10 and 20 -> ``{out}/{env}/latents.md``.
+- **The re-planning test**: each agent and the BFS oracle play the same
+  episodes without the env's own changes, once with a door closed on the
+  shortest path after step 3, once with the goal moved off it, and once with
+  neither (the control): success after the intervention beside the same
+  episodes without it, extra steps over the new shortest path, and the
+  iterations the latent took to settle at the step that first saw the change
+  beside the other steps -> ``{out}/{env}/replanning.csv`` and ``.md``.
+
+Everything comes from the committed agents: the command runs in minutes, with
+no training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+INTERVENTION_STEP = 3
+REPLANNING_FIELDS = [
+    "env", "agent", "variant", "seed", "intervention", "episodes", "applied", "success_after", "success_without",
+    "extra_steps", "settle_z_H", "settle_z_H_other", "settle_z_L", "settle_z_L_other",
+]
+
+
+def zoo_agents(zoo: Path, env: str | None) -> dict[str, list[tuple[dict[str, str], Path]]]:
+    """The manifest's agents by env: ``(row, file)`` pairs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("analysis_zoo", ROOT / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    by_env: dict[str, list[tuple[dict[str, str], Path]]] = {}
+    for row in module.read_manifest(zoo):
+        if env is None or row["env"] == env:
+            by_env.setdefault(row["env"], []).append((row, zoo / row["file"]))
+    return by_env
+
+
+def latent_figures(agents: list[Any], episodes: int, out: Path) -> list[Path]:
+    """Record every agent's latents on the test set's first ``episodes``; write the pooled figures to
+    ``out/latents/`` and their summary table to ``out/latents.md``."""
+    from hrm_agent import analysis
+    from hrm_agent.checkpoint import atomic_write
+    from hrm_agent.evaluate import TEST_SEED, evaluate
+
+    sets = [evaluate(agent, episodes, seed=TEST_SEED, record_latents=True).latents for agent in agents]
+    paths, lines = [], [
+        "Latents on the test set (`python analysis/paper_questions.py`), pooled over each variant's agents, each "
+        "episode's first step left out; mean [95 % interval over steps]. Start: d(z^0, z^NT), how far a step "
+        "starts from where it ends, split by whether the change that came with its observation touched the "
+        "shortest path (path) or any wall or door (any). Divergence: d(z^NT of step 1, z^NT of step t).", "",
+        "| measure | level | variant | start, unchanged (path) | start, changed (path) | start, changed (any) | "
+        "divergence at step 10 | at step 20 |", "|---|---|---|---|---|---|---|---|"]
+
+    def fmt(row: dict[str, Any] | None) -> str:
+        if row is None or not np.isfinite(row["mean"]):
+            return "–"
+        interval = f" [{row['ci_low']:.3g}, {row['ci_high']:.3g}]" if np.isfinite(row["ci_low"]) else ""
+        return f"{row['mean']:.3g}{interval} (n = {row['n']})"
+
+    for measure in analysis.MEASURES:
+        start = {}
+        for split in analysis.SPLITS:
+            paths += analysis.write_convergence(sets, out / "latents", split=split, measure=measure)
+            for r in analysis.convergence_table(sets, split=split, measure=measure):
+                if r["iteration"] == 0:
+                    start[(split, r["level"], r["variant"], r["changed"])] = r
+        paths += analysis.write_divergence(sets, out / "latents", measure=measure)
+        divergence = {(r["level"], r["variant"], r["step"]): r for r in analysis.divergence_table(sets, measure)}
+        for level in analysis.LEVELS:
+            for variant in sorted({s.variant for s in sets}):
+                cells = [start.get(("path", level, variant, False)), start.get(("path", level, variant, True)),
+                         start.get(("any", level, variant, True)), divergence.get((level, variant, 10)),
+                         divergence.get((level, variant, 20))]
+                lines.append(f"| {measure} | {level} | {variant} | " + " | ".join(map(fmt, cells)) + " |")
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "latents.md", lambda f: f.write(text.encode()))
+    print(text)
+    return [*paths, out / "latents.md"]
+
+
+def replanning_rows(env_id: str, agents: list[tuple[str, Any]], episodes: int) -> list[dict[str, Any]]:
+    """One row per agent (the oracle included) and intervention; seeds of the test set, no env changes."""
+    from envs.base import static_kwargs
+    from hrm_agent.analysis import settling_table
+    from hrm_agent.evaluate import TEST_SEED, evaluate
+
+    rows = []
+    for name, agent in agents:
+        is_hrm = hasattr(agent, "online")
+        control = evaluate(agent, episodes, seed=TEST_SEED, env_kwargs=static_kwargs(agent.env_kwargs))
+        for kind in ("door", "goal"):
+            result = evaluate(agent, episodes, seed=TEST_SEED, intervention=kind,
+                              intervention_step=INTERVENTION_STEP, record_latents=is_hrm)
+            applied = result.intervened
+            row = {"env": env_id, "agent": name, "variant": getattr(agent, "variant", "oracle"),
+                   "seed": getattr(agent, "seed", ""), "intervention": kind, "episodes": episodes,
+                   "applied": int(applied.sum()), "success_after": float(result.success[applied].mean()),
+                   "success_without": float(control.success[applied].mean()),
+                   "extra_steps": float(result.extra_steps.mean()) if len(result.extra_steps) else float("nan")}
+            if is_hrm:
+                settle = {(r["level"], r["steps"]): r["mean"] for r in settling_table([result.latents])}
+                for level in ("z_H", "z_L"):
+                    row[f"settle_{level}"] = settle[(level, "intervention")]
+                    row[f"settle_{level}_other"] = settle[(level, "other")]
+            rows.append(row)
+    return rows
+
+
+def replanning_table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any, digits: int = 2) -> str:
+        return "–" if value in (None, "") or (isinstance(value, float) and not np.isfinite(value)) else \
+            f"{value:.{digits}f}"
+
+    lines = [f"Re-planning test: the intervention after step {INTERVENTION_STEP} of each test episode still running "
+             "(`python analysis/paper_questions.py`), no other change; success of the episodes it applied to, "
+             "beside the same episodes without it; settling: recurrent iterations until the latent stays within "
+             "10 % of the way from the initial state to its final value, at the step that first sees the change "
+             "(other steps).", "",
+             "| agent | intervention | applied | success after | without | extra steps | settle z_H | settle z_L |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        settle = [f"{cell(r.get(f'settle_{lv}'))} ({cell(r.get(f'settle_{lv}_other'))})"
+                  if r.get(f"settle_{lv}") is not None else "–" for lv in ("z_H", "z_L")]
+        lines.append(f"| {r['agent']} | {r['intervention']} | {r['applied']}/{r['episodes']} | "
+                     f"{cell(r['success_after'])} | {cell(r['success_without'])} | {cell(r['extra_steps'])} | "
+                     f"{settle[0]} | {settle[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python analysis/paper_questions.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", type=Path, default=ROOT / "agents", help="the agents' folder (default analysis/agents)")
+    parser.add_argument("--env", default=None, help="only this env's agents")
+    parser.add_argument("--episodes", type=int, default=128, help="test episodes per agent (default 128)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "paper", help="output folder")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be at least 1")
+
+    from envs.oracle import BFSOracle
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.analysis import AnalysisError, write_csv
+    from hrm_agent.baselines.sb3 import EvalPolicy
+    from hrm_agent.checkpoint import CheckpointError, atomic_write
+
+    try:
+        by_env = zoo_agents(args.zoo, args.env)
+        if not by_env:
+            raise AnalysisError(f"no agents{' for ' + args.env if args.env else ''} in {args.zoo / 'manifest.csv'}")
+        for env_id, listed in by_env.items():
+            agents = [(row["file"].removesuffix(".pt"), HRMAgent.load(path, device="cpu")) for row, path in listed]
+            out = args.out / env_id
+            paths = latent_figures([agent for _, agent in agents], args.episodes, out)
+            oracle = EvalPolicy(BFSOracle(0), env_id, {}, "oracle")
+            rows = replanning_rows(env_id, [*agents, ("BFS oracle", oracle)], args.episodes)
+            paths.append(write_csv(out / "replanning.csv", REPLANNING_FIELDS,
+                                   [{k: r.get(k, "") for k in REPLANNING_FIELDS} for r in rows]))
+            text = replanning_table(rows)
+            atomic_write(out / "replanning.md", lambda f: f.write(text.encode()))
+            print(f"{env_id}: {len(agents)} agents\n{text}")
+            print("wrote " + ", ".join(str(p) for p in [*paths, out / "replanning.md"]))
+    except (AnalysisError, CheckpointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
