@@ -40,6 +40,10 @@ from conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+# The README and the manual, in the order their commands run (a placeholder means the newest run so far)
+DOCUMENTS = [README, *(ROOT / "docs" / f"{name}.md" for name in (
+    "analysis", "sweeps", "configuration", "environments", "benchmarks")),
+    ROOT / "analysis" / "results" / "README.md", ROOT / "docs" / "baselines.md"]
 CI = ROOT / ".ci" / "run"
 
 BUDGET = 200  # env steps of every training run
@@ -111,7 +115,7 @@ def ci_python_commands() -> list[list[str]]:
 
 
 def readme_commands() -> list[tuple[int, list[str]]]:
-    return [c for start, lines in shell_blocks(README.read_text()) for c in commands(lines, start)]
+    return [c for doc in DOCUMENTS for start, lines in shell_blocks(doc.read_text()) for c in commands(lines, start)]
 
 
 # ------------------------------------------------------------------ cutting the budgets
