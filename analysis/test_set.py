@@ -81,7 +81,8 @@ def load_source(source: str) -> tuple[Any, dict[str, Any]]:
         policy = EvalPolicy(model, config["env"], config.get("env_kwargs") or {}, config["variant"])
         return policy, {"env": config["env"], "variant": config["variant"], "seed": config["seed"],
                         "fingerprint": fingerprint(sb3_model), "label": config["variant"]}
-    from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
     from hrm_agent.checkpoint import CheckpointError
 
     try:

@@ -92,7 +92,8 @@ def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, 
     """Copy ``run_dir``'s final model into ``zoo``, play it on the test set, return its manifest row."""
     import importlib.util
 
-    from hrm_agent.agent import FINAL_MODEL, HRMAgent
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.checkpoint import FINAL_MODEL
     from hrm_agent.checkpoint import CheckpointError
 
     model_file = run_dir / FINAL_MODEL

@@ -31,16 +31,13 @@ import numpy as np
 import torch
 
 from hrm_agent import checkpoint
+from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
 from hrm_agent.hyperparams import AgentConfig, resolve_config
 from hrm_agent.model import HRMCarry, HRMQNetwork
 from hrm_agent.replay import ReplayBuffer
-from hrm_agent.runs import hrm_model_config
+from hrm_agent.runs import LOG_INTERVAL, hrm_model_config
 
-FINAL_MODEL = "final_model.pt"
-LOG_INTERVAL = 1_000  # env steps between rollout/train log rows
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes are seeded apart from training ones
-LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 EVAL_MODELS = "models"  # with save_eval_models: the model at every evaluation, models/step_{N}.pt
 
 
@@ -505,7 +502,7 @@ class HRMAgent:
 
     def _evaluate(self) -> None:
         """Greedy evaluation on fixed episode seeds (the same episodes at every evaluation)."""
-        from hrm_agent.evaluate import evaluate
+        from hrm_agent.evaluate import EVAL_SEED_OFFSET, evaluate
 
         summary = evaluate(self, self.config.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET).summary()
         # the training wall-clock when it was reached: minutes to a success rate are read from here

@@ -24,6 +24,9 @@ import torch
 
 FORMAT = "hrm-agent"
 VERSION = 1
+# where a run directory keeps its final model and the checkpoint it resumes from
+FINAL_MODEL = "final_model.pt"
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
 class CheckpointError(ValueError):

@@ -53,6 +53,7 @@ STUCK_WINDOW, STUCK_CELLS = 20, 2
 # range nothing else uses (training envs are seeded from the run's seed, the validation evaluations during
 # training 1,000,000 + seed + i, the re-planning runs of the results 3,000,000 + i).
 TEST_SEED = 10_000_000
+EVAL_SEED_OFFSET = 1_000_000  # validation episodes during training: seed + EVAL_SEED_OFFSET + i
 TEST_EPISODES = 1024
 
 if TYPE_CHECKING:
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             check_writable(path, option)
 
     from envs.base import static_kwargs
-    from hrm_agent.agent import EVAL_SEED_OFFSET, HRMAgent
+    from hrm_agent.agent import HRMAgent
     from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
     from hrm_agent.checkpoint import CheckpointError
 

@@ -203,7 +203,7 @@ def read_spec(sweep_dir: Path) -> dict[str, Any]:
 
 def train_argv(spec: dict[str, Any], trial: Trial, sweep_dir: Path, threads: int, device: str) -> list[str]:
     """The ``python -m hrm_agent.train`` arguments of a trial: a fresh start, or ``--resume`` from its checkpoint."""
-    from hrm_agent.agent import LAST_CHECKPOINT
+    from hrm_agent.checkpoint import LAST_CHECKPOINT
 
     run_dir = sweep_dir / RUNS / trial.name
     common = ["--threads", str(threads), "--device", device, "--no-progress"]
@@ -232,7 +232,7 @@ def run_trial(tune_config: dict[str, Any]) -> None:
     from ray import tune
 
     from hrm_agent import train
-    from hrm_agent.agent import LAST_CHECKPOINT
+    from hrm_agent.checkpoint import LAST_CHECKPOINT
     from hrm_agent.checkpoint import atomic_write
 
     config = tune_config["trial"]

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from hrm_agent.agent import FINAL_MODEL, LAST_CHECKPOINT, HRMAgent, TrainingDiverged
+from hrm_agent.agent import HRMAgent, TrainingDiverged
+from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
 from hrm_agent.hyperparams import preset_names, resolve_config
 from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
     RunFault,

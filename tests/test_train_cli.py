@@ -272,7 +272,8 @@ def test_evaluate_validation_replays_the_runs_own_evaluation_episodes_and_agrees
 def test_save_eval_models_keeps_the_model_of_every_evaluation(tmp_path):
     import json
 
-    from hrm_agent.agent import EVAL_SEED_OFFSET, HRMAgent
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.evaluate import EVAL_SEED_OFFSET
     from hrm_agent.evaluate import evaluate
 
     run_dir = tmp_path / "run"

@@ -26,7 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from envs.tokens import AGENT, WALL
-from hrm_agent.agent import EVAL_SEED_OFFSET, LOG_INTERVAL
+from hrm_agent.runs import LOG_INTERVAL
 from hrm_agent.baselines.config import BaselineConfig, RecurrentPPOConfig
 from hrm_agent.checkpoint import atomic_write
 from hrm_agent.tokens import Tokenizer
@@ -279,7 +279,7 @@ class RunCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, float]:
         """Greedy evaluation on fixed episode seeds; logged under ``eval/`` and kept in ``eval_history``."""
-        from hrm_agent.evaluate import evaluate
+        from hrm_agent.evaluate import EVAL_SEED_OFFSET, evaluate
 
         agent = EvalPolicy(self.model, self.env_id, self.env_kwargs, self.variant)
         summary = evaluate(agent, self.config.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET).summary()

@@ -356,7 +356,7 @@ class Launcher:
 def evaluate_oracle(env_id: str, env_kwargs: dict[str, Any], seed: int, episodes: int) -> dict[str, Any]:
     """The oracle's ``summary.json``-shaped record: one greedy evaluation on the training runs' episodes."""
     from envs.oracle import BFSOracle
-    from hrm_agent.agent import EVAL_SEED_OFFSET
+    from hrm_agent.evaluate import EVAL_SEED_OFFSET
     from hrm_agent.baselines.sb3 import EvalPolicy
     from hrm_agent.evaluate import evaluate
 
