@@ -16,12 +16,11 @@ import numpy as np
 import torch
 
 from hrm_agent import callbacks as cb
-from hrm_agent import carry, checkpoint
-from hrm_agent.build import build_networks, can_compile, resolve_device  # noqa: F401  (importable from here)
-from hrm_agent.callbacks import EVAL_MODELS, Callback, make_logger  # noqa: F401
+from hrm_agent import carry, checkpoint, loop
+from hrm_agent.build import build_networks, resolve_device
+from hrm_agent.callbacks import Callback
 from hrm_agent.hyperparams import AgentConfig, resolve_config
-from hrm_agent.loop import Rollout, TrainingDiverged, act, make_vec_env, train  # noqa: F401
-from hrm_agent.loop import exploration_rate as _exploration_rate
+from hrm_agent.loop import Rollout, TrainingDiverged, act, setup, train  # noqa: F401  (TrainingDiverged: importable here)
 from hrm_agent.model import HRMCarry
 from hrm_agent.replay import ReplayBuffer
 from hrm_agent.runs import hrm_model_config
@@ -60,17 +59,9 @@ class HRMAgent:
             episode_start, done = False, terminated or truncated
     """
 
-    def __init__(
-        self,
-        env: str | gym.Env,
-        config: AgentConfig | dict[str, Any] | None = None,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "auto",
-        env_kwargs: dict[str, Any] | None = None,
-        preset: str | None = None,
-        run_dir: str | Path | None = None,
-    ) -> None:
+    def __init__(self, env: str | gym.Env, config: AgentConfig | dict[str, Any] | None = None, *, seed: int = 0,
+                 device: str | torch.device = "auto", env_kwargs: dict[str, Any] | None = None,
+                 preset: str | None = None, run_dir: str | Path | None = None) -> None:
         if isinstance(env, str):
             self.env_id, self.env_kwargs = env, dict(env_kwargs or {})
         else:
@@ -95,8 +86,7 @@ class HRMAgent:
         self.rng = np.random.default_rng(seed)
 
         # counters (env steps = transitions summed over environments)
-        self.num_timesteps = self.total_timesteps = self.n_updates = self.n_episodes = 0
-        self.last_target_sync = 0
+        self.num_timesteps = self.total_timesteps = self.n_updates = self.n_episodes = self.last_target_sync = 0
         self.learning_starts_at = self.config.learning_starts  # moved on by a resume without replay
         self.wall_time = 0.0  # seconds spent in learn, across resumes
         self.eval_history: list[dict[str, float]] = []
@@ -111,11 +101,6 @@ class HRMAgent:
     @property
     def variant(self) -> str:
         return "carry" if self.config.carry_z else "reset"
-
-    @property
-    def envs(self) -> gym.vector.SyncVectorEnv | None:
-        """The training environments (None before the first ``learn``)."""
-        return None if self.rollout is None else self.rollout.envs
 
     def predict(
         self,
@@ -151,7 +136,7 @@ class HRMAgent:
 
     def exploration_rate(self) -> float:
         """ε at the current step of the training schedule."""
-        return _exploration_rate(self)
+        return loop.exploration_rate(self)
 
     def success_rate(self) -> float:
         """Success rate over the last 100 training episodes (0 before the first ends)."""
@@ -174,7 +159,7 @@ class HRMAgent:
         with a ``run_dir``); call ``learn`` again to go on. Raises ``TrainingDiverged`` on a non-finite
         loss (no checkpoint is written after it).
         """
-        self.setup_learn()
+        setup(self)
         user = [] if callback is None else callback if isinstance(callback, list) else [callback]
         callbacks = [cb.EvalCallback(), cb.LogCallback(), cb.CheckpointCallback()]
         callbacks += [cb.ProgressBarCallback()] if progress_bar else []
@@ -183,19 +168,6 @@ class HRMAgent:
         outcome = train(self, total_timesteps, cb.CallbackList([*callbacks, cb.StopOnCtrlC()]))
         self.interrupted = outcome == "interrupted"
         return self
-
-    def setup_learn(self) -> None:
-        """Make the environments, the replay buffer and (with a ``run_dir``) the logger, where missing."""
-        c = self.config
-        if self.rollout is None:
-            self.rollout = Rollout.start(self.env_id, self.env_kwargs, c.n_envs, self.seed, self.tokenizer)
-        if self.replay is None:
-            self.replay = ReplayBuffer(c.buffer_size, c.n_envs, self.tokenizer.seq_len,
-                                       carry.latent_shape(c.carry_z, c.carry, self.model_config),
-                                       carry.latent_dtype(self.model_config), goal_tokens=self.tokenizer.goal_tokens)
-        if self.run_dir is not None and self.logger is None:
-            self.logger = make_logger(self.run_dir, resume_step=self.resumed_at)
-            cb.log_hparams(self.logger, cb.agent_hparams(self))
 
     # ------------------------------------------------------------- save / load
     def save(self, path: str | Path) -> None:
@@ -220,16 +192,7 @@ class HRMAgent:
     def load_checkpoint(
         cls, path: str | Path, device: str | torch.device = "auto", run_dir: str | Path | None = None
     ) -> "HRMAgent":
-        """Restore an agent from ``save_checkpoint`` so that ``learn`` continues where it stopped.
-
-        Without a checkpointed replay buffer the buffer starts empty and is refilled for
-        ``learning_starts`` steps before updates resume.
-        """
-        path = Path(path)
-        if path.is_dir():
-            run_dir = run_dir or path
-            path = path / checkpoint.LAST_CHECKPOINT
-        data = checkpoint.load_file(path, kind="checkpoint")
-        agent = checkpoint.agent_from(cls, data, device, None if run_dir is None else Path(run_dir))
-        checkpoint.restore_training(agent, data)
-        return agent
+        """Restore an agent from ``save_checkpoint`` (a file, or a run directory's last checkpoint) so that
+        ``learn`` continues where it stopped. Without a checkpointed replay buffer the buffer starts empty and
+        is refilled for ``learning_starts`` steps before updates resume."""
+        return checkpoint.resume(cls, path, device, run_dir)

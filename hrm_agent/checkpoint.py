@@ -216,7 +216,7 @@ def restore_training(agent: Any, data: dict[str, Any]) -> None:
     """Put a checkpoint's training state (:func:`training_state`) into an agent rebuilt by :func:`agent_from`."""
     import gymnasium as gym
 
-    from hrm_agent import carry
+    from hrm_agent import carry, loop
     from hrm_agent.loop import Rollout
     from hrm_agent.model import HRMCarry
 
@@ -242,10 +242,22 @@ def restore_training(agent: Any, data: dict[str, Any]) -> None:
                                 acting["episode_return"], acting["episode_length"])
         agent.rollout.ep_info.extend(acting["ep_info"])
     if data["replay"] is not None:
-        agent.setup_learn()
+        loop.setup(agent)
         agent.replay.load_state_dict(data["replay"])
     elif agent.num_timesteps > 0:  # refill the empty buffer before learning again
         agent.learning_starts_at = max(agent.learning_starts_at, agent.num_timesteps + agent.config.learning_starts)
+
+
+def resume(cls: Any, path: str | Path, device: Any = "auto", run_dir: str | Path | None = None) -> Any:
+    """The agent of a checkpoint (a file, or a run directory's ``checkpoints/last.pt``), ready to ``learn`` on."""
+    path = Path(path)
+    if path.is_dir():
+        run_dir = run_dir or path
+        path = path / LAST_CHECKPOINT
+    data = load_file(path, kind="checkpoint")
+    agent = agent_from(cls, data, device, None if run_dir is None else Path(run_dir))
+    restore_training(agent, data)
+    return agent
 
 
 def _same(env: Any) -> Any:

@@ -86,6 +86,23 @@ class Rollout:
         return next_tokens, stored, rewards, terminated, done
 
 
+def setup(agent: "HRMAgent") -> None:
+    """Make the agent's environments, replay buffer and (with a ``run_dir``) logger, where missing."""
+    from hrm_agent.callbacks import agent_hparams, log_hparams, make_logger
+    from hrm_agent.replay import ReplayBuffer
+
+    c = agent.config
+    if agent.rollout is None:
+        agent.rollout = Rollout.start(agent.env_id, agent.env_kwargs, c.n_envs, agent.seed, agent.tokenizer)
+    if agent.replay is None:
+        agent.replay = ReplayBuffer(c.buffer_size, c.n_envs, agent.tokenizer.seq_len,
+                                    carry.latent_shape(c.carry_z, c.carry, agent.model_config),
+                                    carry.latent_dtype(agent.model_config), goal_tokens=agent.tokenizer.goal_tokens)
+    if agent.run_dir is not None and agent.logger is None:
+        agent.logger = make_logger(agent.run_dir, resume_step=agent.resumed_at)
+        log_hparams(agent.logger, agent_hparams(agent))
+
+
 @torch.no_grad()
 def act(model: HRMQNetwork, start: HRMCarry, tokens: np.ndarray) -> tuple[HRMCarry, np.ndarray]:
     """One batched forward pass: tokens ``(B, L)`` -> (the end state, greedy actions ``(B,)``)."""
