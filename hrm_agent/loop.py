@@ -88,7 +88,7 @@ class Rollout:
 
 def setup(agent: "HRMAgent") -> None:
     """Make the agent's environments, replay buffer and (with a ``run_dir``) logger, where missing."""
-    from hrm_agent.callbacks import agent_hparams, log_hparams, make_logger
+    from hrm_agent.logger import agent_hparams, log_hparams, make_logger
     from hrm_agent.replay import ReplayBuffer
 
     c = agent.config

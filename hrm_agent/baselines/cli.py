@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
         raise UsageError(str(err).strip().splitlines()[0]) from None
 
-    from hrm_agent.callbacks import make_logger, print_result
+    from hrm_agent.callbacks import print_result
+    from hrm_agent.logger import make_logger
 
     # claimed only once the model exists, so a user mistake leaves no folder behind
     run_dir = args.run_dir or default_run_dir(args.env, args.algo, args.seed)

@@ -28,7 +28,8 @@ from torch import nn
 
 from envs.tokens import AGENT, WALL
 from hrm_agent.baselines.config import BaselineConfig, RecurrentPPOConfig
-from hrm_agent.callbacks import CtrlC, LogCadence, ProgressBar, due, evaluate_now, log_hparams
+from hrm_agent.callbacks import CtrlC, LogCadence, ProgressBar, due, evaluate_now
+from hrm_agent.logger import log_hparams
 from hrm_agent.checkpoint import atomic_write
 from hrm_agent.tokens import Tokenizer
 
