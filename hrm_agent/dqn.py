@@ -8,7 +8,7 @@ with ``d_t`` the *terminated* flag: a time-limit truncation still bootstraps.
 With ``n_step`` sampling (``replay.py``), ``r_t`` is the discounted sum of up to
 ``n`` rewards and ``γ`` becomes ``γ^k`` for the ``k`` steps the sample spans.
 With carry z the online network starts from the stored ``z_t`` on ``s_t`` and
-the target network from ``z_{t+1}`` on ``s_{t+1}`` (see ``replay.py``).
+the target network from ``z_{t+1}`` on ``s_{t+1}`` (``carry.start``; see ``carry.py``).
 
 Deep supervision (as the HRM and the HRM-Agent authors train): the target is
 computed once per minibatch, from the target network's full forward pass (all
@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hrm_agent.model import HRMCarry, HRMQNetwork
+from hrm_agent.carry import start as start_carry
+from hrm_agent.model import HRMQNetwork
 from hrm_agent.replay import ReplaySample
 
 
@@ -47,14 +48,6 @@ def warmup_lr(base_lr: float, warmup_steps: int, n_updates: int) -> float:
     return base_lr * min(1.0, (n_updates + 1) / warmup_steps)
 
 
-def _start_carry(model: HRMQNetwork, z: torch.Tensor | None, reset: torch.Tensor | None, batch: int) -> HRMCarry:
-    """The latent a forward pass starts from: stored ``z`` (rows in ``reset`` re-initialised) or the initial one."""
-    if z is None:
-        return model.initial_carry(batch, device=model.H_init.device)
-    carry = model.carry_from_state(z)
-    return carry if reset is None else model.reset_carry(reset, carry)
-
-
 def dqn_update(
     online: HRMQNetwork,
     target: HRMQNetwork,
@@ -62,8 +55,6 @@ def dqn_update(
     batch: ReplaySample,
     *,
     gamma: float,
-    loss: str = "mse",
-    double_q: bool = False,
     max_grad_norm: float | None = 10.0,
     deep_supervision: bool = False,
     target_tau: float | None = None,
@@ -76,16 +67,11 @@ def dqn_update(
     syncs it on its own schedule).
     """
     n = batch.obs.shape[0]
-    carry = _start_carry(online, batch.z_init, batch.episode_start, n)
-    next_carry = _start_carry(target, batch.z_next, None, n)
+    carry = start_carry(online, batch.z_init, batch.episode_start, n)
+    next_carry = start_carry(target, batch.z_next, None, n)
 
     with torch.no_grad():
-        next_q = target(next_carry, batch.next_obs, q_only=True)
-        if double_q:  # online net picks a', target net evaluates it
-            next_q_online = online(next_carry, batch.next_obs, q_only=True)
-            next_values = next_q.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
-        else:
-            next_values = next_q.max(1).values
+        next_values = target(next_carry, batch.next_obs, q_only=True).max(1).values
         discount = gamma if batch.discounts is None else batch.discounts  # n-step samples: gamma^k
         y = td_target(batch.rewards, batch.terminated, next_values, discount)
 
@@ -96,7 +82,7 @@ def dqn_update(
         else:  # all segments, no carry needed after them
             q = online(carry, batch.obs, q_only=True)
         q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
-        td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
+        td_loss = F.mse_loss(q_taken, y)
         optimizer.zero_grad(set_to_none=True)
         td_loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), max_grad_norm or float("inf"))

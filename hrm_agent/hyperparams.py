@@ -56,13 +56,10 @@ class AgentConfig(BaseModel):
     learning_rate: float = Field(5e-4, gt=0)
     lr_warmup_steps: int = Field(0, ge=0)
     """Optimiser steps of linear learning-rate warm-up from 0 (then constant)."""
-    optimizer: Literal["adam", "adamw"] = "adam"
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(10.0, gt=0)
     """Clip the gradient's global norm to this (None: no clipping)."""
-    loss: Literal["mse", "huber"] = "mse"
-    double_q: bool = False
     deep_supervision: bool = False
     """One optimiser step per segment of the model (``model.segments``) on each minibatch, all
     against the same TD target, the carry detached between them."""
@@ -123,6 +120,22 @@ class AgentConfig(BaseModel):
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (bad file, bad key, bad value)."""
+
+
+# Options that were retired (analysis/results/HISTORY.md says why): the value they had in every run,
+# which configs and checkpoints written before may still name.
+RETIRED = {"optimizer": "adam", "loss": "mse", "double_q": False}
+
+
+def without_retired(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` less the retired options that hold their one remaining value; another value raises ConfigError."""
+    kept = dict(params)
+    for key, value in RETIRED.items():
+        if key in kept:
+            if kept[key] != value:
+                raise ConfigError(f"{key}: {kept[key]!r} is no longer an option (retired; every run uses {value!r})")
+            del kept[key]
+    return kept
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -236,7 +249,7 @@ def resolve_config(
     if carry_z is not None:
         merged["carry_z"] = carry_z
     try:
-        return AgentConfig(**merged)
+        return AgentConfig(**without_retired(merged))
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
 

@@ -49,8 +49,8 @@ class ReplaySample(NamedTuple):
 
     ``z_init``/``z_next`` are stacks ``(z_H, z_L)`` of what carry z keeps,
     ``(2, B, S, D)`` (``carry: full``) or ``(2, B, D)`` (``carry: token``), or None
-    (reset z); rows where ``episode_start`` is True must be reset to the initial
-    state by the caller (``model.reset_carry``) before use as ``z_init``.
+    (reset z); rows where ``episode_start`` is True start from the initial state
+    instead of ``z_init`` (``carry.start`` resets them).
     """
 
     obs: torch.Tensor  # (B, L) uint8 tokens of s_t

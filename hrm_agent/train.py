@@ -21,7 +21,9 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from hrm_agent.agent import HRMAgent, TrainingDiverged
+from hrm_agent.agent import HRMAgent
+from hrm_agent.callbacks import print_result
+from hrm_agent.loop import TrainingDiverged
 from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
 from hrm_agent.hyperparams import preset_names, resolve_config
 from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
@@ -183,7 +185,7 @@ def finish(agent: HRMAgent, remaining: int, progress_bar: bool = True,
     ``callback(agent)`` runs after every vector step (see :meth:`HRMAgent.learn`). Raises TrainingDiverged.
     """
     agent.learn(remaining, callback=callback, progress_bar=progress_bar)
-    if agent._stop_requested:
+    if agent.interrupted:
         return None
     summary = summarise(agent)
     assert agent.run_dir is not None
@@ -219,13 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted at step {agent.num_timesteps}; checkpoint saved. "
               f"Continue with: python -m hrm_agent.train --resume {run_dir}")
         return 130
-    final = summary["final_eval"]
-    if final is not None:
-        print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "
-              f"path efficiency {final['path_efficiency']:.3f}, mean length {final['mean_ep_length']:.1f}")
-    print(f"steps to 90% success: {summary['steps_to_90']}  wall-clock: {summary['wall_clock_s']:.0f}s  "
-          f"replay bytes/transition: {agent.replay.bytes_per_transition if agent.replay else 0}")
-    print(f"model: {run_dir / FINAL_MODEL}")
+    print_result(summary, run_dir / FINAL_MODEL,
+                 f"  replay bytes/transition: {agent.replay.bytes_per_transition if agent.replay else 0}")
     return 0
 
 

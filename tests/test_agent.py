@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrm_agent import HRMAgent
-from hrm_agent.agent import TrainingDiverged
+from hrm_agent.loop import TrainingDiverged
 from hrm_agent.checkpoint import CheckpointError
 
 from conftest import TINY_ENV, tiny_config
@@ -153,14 +153,14 @@ def test_same_seed_gives_the_same_training_run():
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import hrm_agent.agent as agent_module
+    import hrm_agent.loop as loop_module
 
     agent = HRMAgent("DynamicMaze-v0", tiny_config(checkpoint_freq=100), env_kwargs=TINY_ENV,
                      run_dir=tmp_path)
     agent.learn(100)
     checkpoint = tmp_path / "checkpoints" / "last.pt"
     before = checkpoint.read_bytes()
-    monkeypatch.setattr(agent_module, "dqn_update", lambda *a, **k: {"loss": float("nan"), "q_mean": 0.0,
+    monkeypatch.setattr(loop_module, "dqn_update", lambda *a, **k: {"loss": float("nan"), "q_mean": 0.0,
                                                                         "grad_norm": 0.0})
     with pytest.raises(TrainingDiverged, match="non-finite TD loss"):
         agent.learn(200)

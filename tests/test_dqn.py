@@ -98,16 +98,16 @@ def test_agent_exploration_rate_follows_the_configured_schedule():
 
 
 def test_target_network_synced_every_interval(monkeypatch):
-    import hrm_agent.agent as agent_module
+    import hrm_agent.loop as loop_module
 
     synced = []
-    real = agent_module.update_target
+    real = loop_module.update_target
 
     def spy(online, target, tau):
         synced.append(agent.num_timesteps)
         real(online, target, tau)
 
-    monkeypatch.setattr(agent_module, "update_target", spy)
+    monkeypatch.setattr(loop_module, "update_target", spy)
     agent = HRMAgent("DynamicMaze-v0", tiny_config(target_update_interval=100), env_kwargs=TINY_ENV)
     agent.learn(500)
     assert synced == [100, 200, 300, 400, 500]

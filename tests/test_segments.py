@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from hrm_agent.carry import start as start_carry
 from hrm_agent.agent import HRMAgent
 from hrm_agent.config import HRMConfig
 from hrm_agent.dqn import dqn_update, warmup_lr
@@ -161,15 +163,16 @@ def test_carry_state_round_trip(mode):
 def test_token_carry_in_the_agent_resets_at_episode_start_and_is_broadcast():
     agent = HRMAgent("DynamicMaze-v0", tiny_config(carry="token", n_envs=2), env_kwargs=TINY_ENV)
     agent.learn(60)
-    z = agent._carry.z_H
+    rollout = agent.rollout
+    z = start_carry(agent.online, rollout.z, rollout.episode_start, 2).z_H  # what the next step starts from
     init = agent.online.initial_carry(2).z_H
     for i in range(2):
-        if agent._episode_start[i]:
+        if rollout.episode_start[i]:
             torch.testing.assert_close(z[i], init[i])
         else:  # one vector at every position
             assert torch.equal(z[i], z[i, :1].expand_as(z[i]))
     # predict returns the broadcast state, and episode_start resets it
-    obs = np.stack([agent._obs[0]] * 2)
+    obs = np.stack([gym.make("DynamicMaze-v0", **TINY_ENV).reset(seed=0)[0]] * 2)
     _, state = agent.predict(obs, state=None)
     assert torch.equal(state.z_H, state.z_H[:, :1].expand_as(state.z_H))
     _, fresh = agent.predict(obs, state=state, episode_start=np.array([True, False]))
@@ -206,7 +209,6 @@ PAPER = {
     "adam_betas": (0.9, 0.999),
     "weight_decay": 0.0,
     "max_grad_norm": None,
-    "loss": "mse",
     "deep_supervision": True,
     "buffer_size": 1_048_576,
     "batch_size": 256,

@@ -19,7 +19,6 @@ agent's, with ``variant`` = the algorithm). Ctrl-C writes a checkpoint and exits
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, gym.error.Error) as err:  # e.g. an env kwarg the env rejects
         raise UsageError(str(err).strip().splitlines()[0]) from None
 
-    from hrm_agent.agent import make_logger
+    from hrm_agent.callbacks import print_result
+    from hrm_agent.logger import make_logger
 
     # claimed only once the model exists, so a user mistake leaves no folder behind
     run_dir = args.run_dir or default_run_dir(args.env, args.algo, args.seed)
@@ -146,30 +146,20 @@ def main(argv: list[str] | None = None) -> int:
                            progress_bar=not args.no_progress)
     print(f"run dir: {run_dir}  ({args.env}, {args.algo}, seed {args.seed}, {total} steps, device {model.device})")
 
-    def request_stop(signum: int, frame: Any) -> None:
-        callback.stop_requested = True
-
-    previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        wall = timed_learn(model, total, callback)
-        if callback.stop_requested:
+        with callback.ctrl_c:  # Ctrl-C: stop after the current step, checkpoint, exit 130
+            wall = timed_learn(model, total, callback)
+            if callback.stop_requested:
+                callback.save_checkpoint()
+                print(f"interrupted at step {model.num_timesteps}; checkpoint saved to {run_dir / 'checkpoints'}")
+                return 130
+            callback.finish()
             callback.save_checkpoint()
-            print(f"interrupted at step {model.num_timesteps}; checkpoint saved to {run_dir / 'checkpoints'}")
-            return 130
-        callback.finish()
-        callback.save_checkpoint()
-        save_model(model, run_dir / FINAL_MODEL)
-        summary = summary_record(args.env, args.algo, args.seed, model.num_timesteps, wall, callback.eval_history)
-        write_json(run_dir / "summary.json", summary)
+            save_model(model, run_dir / FINAL_MODEL)
+            summary = summary_record(args.env, args.algo, args.seed, model.num_timesteps, wall, callback.eval_history)
+            write_json(run_dir / "summary.json", summary)
     except OSError as err:  # disk full, the run directory made read-only, ...
         raise run_fault(err, model.num_timesteps, "a baselines run does not resume: start it again "
                                                   "with another --run-dir") from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    final = summary["final_eval"]
-    if final is not None:
-        print(f"final greedy eval: success {final['success_rate']:.3f} ± {final['success_rate_se']:.3f}, "
-              f"path efficiency {final['path_efficiency']:.3f}, mean length {final['mean_ep_length']:.1f}")
-    print(f"steps to 90% success: {summary['steps_to_90']}  wall-clock: {summary['wall_clock_s']:.0f}s")
-    print(f"model: {run_dir / FINAL_MODEL}")
+    print_result(summary, run_dir / FINAL_MODEL)
     return 0

@@ -6,10 +6,11 @@
 - :func:`make_model`: DQN, PPO or RecurrentPPO from a resolved config.
 - :class:`EvalPolicy`: what :func:`hrm_agent.evaluate.evaluate` needs of an agent
   (``env_id``, ``env_kwargs``, ``predict``), around any SB3-style predictor.
-- :class:`RunCallback`: every vector step, as the HRM agent's ``learn`` loop does:
-  periodic greedy evaluation (``eval/success_rate``, ``eval/mean_ep_length``,
-  ``eval/path_efficiency``), a log row every 1,000 env steps and at each
-  evaluation, checkpoints, a progress bar, Ctrl-C, and an exact step budget.
+- :class:`RunCallback`: every vector step, as the HRM agent's callbacks do and with
+  the same pieces (``hrm_agent.callbacks``): periodic greedy evaluation
+  (``eval/success_rate``, ``eval/mean_ep_length``, ``eval/path_efficiency``), a
+  log row every 1,000 env steps and at each evaluation, checkpoints, a progress
+  bar, Ctrl-C (``ctrl_c``), and an exact step budget.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from envs.tokens import AGENT, WALL
-from hrm_agent.runs import LOG_INTERVAL
 from hrm_agent.baselines.config import BaselineConfig, RecurrentPPOConfig
+from hrm_agent.callbacks import CtrlC, LogCadence, ProgressBar, due, evaluate_now
+from hrm_agent.logger import log_hparams
 from hrm_agent.checkpoint import atomic_write
 from hrm_agent.tokens import Tokenizer
 
@@ -146,16 +148,22 @@ def make_model(
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
     device: str | torch.device = "auto",
+    algorithm: type | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """An untrained SB3 model on ``config.n_envs`` monitored copies of ``env_id`` (a ``DummyVecEnv``)."""
+    """An untrained SB3 model on ``config.n_envs`` monitored copies of ``env_id`` (a ``DummyVecEnv``).
+
+    ``algorithm``: a subclass of the algorithm's class to build instead (the bench's timed DQN);
+    ``kwargs`` go to its constructor beside the config's.
+    """
     from stable_baselines3.common.env_util import make_vec_env
 
-    from hrm_agent.agent import resolve_device
+    from hrm_agent.build import resolve_device
 
     cls, policy = algorithm_class(algo)
     envs = make_vec_env(env_id, n_envs=config.n_envs, seed=seed, env_kwargs=dict(env_kwargs or {}))
-    return cls(policy, envs, policy_kwargs=policy_kwargs(algo, config), seed=seed, verbose=0,
-               device=resolve_device(device), **config.algo_kwargs())
+    return (algorithm or cls)(policy, envs, policy_kwargs=policy_kwargs(algo, config), seed=seed, verbose=0,
+                              device=resolve_device(device), **config.algo_kwargs(), **kwargs)
 
 
 def count_parameters(model: Any) -> int:
@@ -233,33 +241,32 @@ class RunCallback(BaseCallback):
         self.hparams = hparams
         self.progress_bar = progress_bar
         self.eval_history: list[dict[str, float]] = []
-        self.stop_requested = False
-        self._next_log = LOG_INTERVAL
-        self._bar: Any = None
+        self.ctrl_c = CtrlC()  # installed by the caller around learn: ``with callback.ctrl_c:``
+        self._cadence = LogCadence()
+        self._bar: ProgressBar | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Ctrl-C asked the run to stop."""
+        return self.ctrl_c.requested
 
     def _on_training_start(self) -> None:
         self._start_time = time.perf_counter()
-        self._next_log = (self.num_timesteps // LOG_INTERVAL + 1) * LOG_INTERVAL
+        self._cadence = LogCadence(self.num_timesteps)
         if self.hparams is not None:
-            from stable_baselines3.common.logger import HParam
-
-            metrics = {"eval/success_rate": 0.0, "rollout/success_rate": 0.0}
-            self.logger.record("hparams", HParam(self.hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+            log_hparams(self.logger, self.hparams)
         if self.progress_bar:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self.total_steps, initial=self.num_timesteps, unit="step", dynamic_ncols=True)
+            self._bar = ProgressBar(self.total_steps, self.num_timesteps)
 
     def _on_step(self) -> bool:
         c, n = self.config, self.num_timesteps
         n_envs = self.training_env.num_envs
-        evaluated = bool(c.eval_freq) and n % c.eval_freq < n_envs
+        evaluated = due(n, c.eval_freq, n_envs)
         if evaluated:
             self.evaluate()
-        if n >= self._next_log or evaluated:
+        if self._cadence.due(n, evaluated):
             dump_logs(self.model)
-            self._next_log = (n // LOG_INTERVAL + 1) * LOG_INTERVAL
-        if c.checkpoint_freq and n % c.checkpoint_freq < n_envs:
+        if due(n, c.checkpoint_freq, n_envs):
             self.save_checkpoint()
         if self._bar is not None:
             self._bar.update(n_envs)
@@ -279,15 +286,11 @@ class RunCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, float]:
         """Greedy evaluation on fixed episode seeds; logged under ``eval/`` and kept in ``eval_history``."""
-        from hrm_agent.evaluate import EVAL_SEED_OFFSET, evaluate
-
-        agent = EvalPolicy(self.model, self.env_id, self.env_kwargs, self.variant)
-        summary = evaluate(agent, self.config.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET).summary()
-        seconds = time.perf_counter() - self._start_time  # the training wall-clock when it was reached
-        self.eval_history.append({"step": self.model.num_timesteps, "wall_clock_s": round(seconds, 1), **summary})
-        for key in ("success_rate", "mean_ep_length", "path_efficiency"):
-            self.logger.record(f"eval/{key}", summary[key])
-        return summary
+        policy = EvalPolicy(self.model, self.env_id, self.env_kwargs, self.variant)
+        row = evaluate_now(policy, self.config.eval_episodes, self.seed, self.model.num_timesteps,
+                           time.perf_counter() - self._start_time, self.logger)
+        self.eval_history.append(row)
+        return {k: v for k, v in row.items() if k not in ("step", "wall_clock_s")}
 
     def finish(self) -> None:
         """After ``learn``: evaluate at the last step if that did not happen yet, and write the last log row."""

@@ -9,17 +9,18 @@ updates/s and ms per update, replay bytes per transition (and the buffer at
 its full ``buffer_size``), peak resident memory of the process; the ratios
 HRM / SB3 DQN and carry / reset; and where the timed loop's time goes.
 
-The breakdown needs no profiler and no change to the training loop: before the
-timed ``learn`` the bench wraps, on the live objects, the methods the loop
-calls, each with a timer:
+The breakdown needs no profiler and changes nothing in the training loop: the
+HRM loop reports the time of each phase to its callbacks (``Callback.on_phase``,
+collected by ``hrm_agent.callbacks.PhaseTimer``); SB3 DQN is timed by a
+subclass of it and of its replay buffer, and a wrapper of its vector env:
 
-- act: the batched forward pass that picks actions (``HRMAgent._act``; SB3: ``policy.predict``);
+- act: the batched forward pass that picks actions (SB3: ``predict``);
 - env step: the vector env's ``step``;
 - replay add / replay sample: the replay buffer's ``add`` and ``sample``;
-- update: one gradient update without its sampling (``hrm_agent.dqn.dqn_update`` as the agent
-  module calls it; SB3: ``DQN.train`` less its ``sample``);
+- update: one gradient update without its sampling (``hrm_agent.dqn.dqn_update``; SB3: ``DQN.train``
+  less its ``sample``);
 - target sync: copying the online network into the target network;
-- other: the rest (tokenising, epsilon-greedy, carry reset, bookkeeping, logging).
+- other: the rest (epsilon-greedy, carry reset, bookkeeping, logging).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import argparse
 import multiprocessing
 import sys
 import time
-from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -50,25 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gym.make keyword, e.g. --env-kwarg size=9")
 
 
-class PhaseTimers:
-    """Wall-clock seconds and calls per phase, accumulated by wrapped callables."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def wrap(self, phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[phase] += time.perf_counter() - start
-                self.calls[phase] += 1
-
-        return timed
-
-
 def peak_rss_bytes() -> int:
     import resource
 
@@ -88,8 +69,8 @@ def current_rss_bytes() -> int:
 
 def _measure_hrm(variant: str, env_id: str, env_kwargs: dict[str, Any], settings: list[str], steps: int,
                  seed: int) -> dict[str, Any]:
-    import hrm_agent.agent as agent_module
     from hrm_agent.agent import HRMAgent
+    from hrm_agent.callbacks import PhaseTimer
     from hrm_agent.hyperparams import resolve_config
 
     config = resolve_config(env_id, None, settings + NO_EVAL, carry_z=variant == "carry")
@@ -97,68 +78,96 @@ def _measure_hrm(variant: str, env_id: str, env_kwargs: dict[str, Any], settings
     warmup = max(config.learning_starts, config.batch_size)
     agent.learn(warmup)  # untimed: fills the replay buffer until updates start
     start_rss = current_rss_bytes()
-    timers = PhaseTimers()
-    assert agent.envs is not None and agent.replay is not None
-    agent._act = timers.wrap("act", agent._act)  # type: ignore[method-assign]
-    agent.envs.step = timers.wrap("env step", agent.envs.step)  # type: ignore[method-assign]
-    agent.replay.add = timers.wrap("replay add", agent.replay.add)  # type: ignore[method-assign]
-    agent.replay.sample = timers.wrap("replay sample", agent.replay.sample)  # type: ignore[method-assign]
-    originals = agent_module.dqn_update, agent_module.update_target
-    agent_module.dqn_update = timers.wrap("update", agent_module.dqn_update)
-    agent_module.update_target = timers.wrap("target sync", agent_module.update_target)
+    timer = PhaseTimer()
     steps0, updates0 = agent.num_timesteps, agent.n_updates
-    try:
-        start = time.perf_counter()
-        agent.learn(steps)
-        wall = time.perf_counter() - start
-    finally:
-        agent_module.dqn_update, agent_module.update_target = originals
+    start = time.perf_counter()
+    agent.learn(steps, callback=timer)
+    wall = time.perf_counter() - start
+    assert agent.replay is not None
     return {
         "env_steps": agent.num_timesteps - steps0, "updates": agent.n_updates - updates0, "wall": wall,
-        "warmup": warmup, "seconds": dict(timers.seconds), "calls": dict(timers.calls),
+        "warmup": warmup, "seconds": dict(timer.seconds), "calls": dict(timer.calls),
         "replay_bytes": agent.replay.bytes_per_transition, "buffer_size": config.buffer_size,
         "n_envs": config.n_envs, "batch_size": config.batch_size, "start_rss": start_rss,
     }
 
 
+def timed_dqn_classes(timer: Any) -> tuple[type, type, type]:
+    """SB3's DQN, its replay buffer and a vector-env wrapper that report their phases to ``timer.on_phase``."""
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    def timed(phase: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timer.on_phase(phase, time.perf_counter() - start)
+
+    class TimedBuffer(ReplayBuffer):
+        def add(self, *args: Any, **kwargs: Any) -> None:
+            timed("replay add", super().add, *args, **kwargs)
+
+        def sample(self, *args: Any, **kwargs: Any) -> Any:
+            return timed("replay sample", super().sample, *args, **kwargs)
+
+    class TimedDQN(DQN):
+        def predict(self, *args: Any, **kwargs: Any) -> Any:
+            return timed("act", super().predict, *args, **kwargs)
+
+        def train(self, *args: Any, **kwargs: Any) -> None:  # includes its sampling, subtracted by the bench
+            timed("update", super().train, *args, **kwargs)
+
+        def _on_step(self) -> None:
+            syncs = (self._n_calls + 1) % max(self.target_update_interval // self.n_envs, 1) == 0
+            timed("target sync", super()._on_step) if syncs else super()._on_step()
+
+    class TimedVecEnv(VecEnvWrapper):
+        def reset(self) -> Any:
+            return self.venv.reset()
+
+        def step_async(self, actions: Any) -> None:
+            self.venv.step_async(actions)
+
+        def step_wait(self) -> Any:
+            return timed("env step", self.venv.step_wait)
+
+    return TimedDQN, TimedBuffer, TimedVecEnv
+
+
 def _measure_dqn(env_id: str, env_kwargs: dict[str, Any], settings: list[str], steps: int,
                  seed: int) -> dict[str, Any]:
-    from hrm_agent.baselines.config import resolve_baseline_config
-    from hrm_agent.baselines.sb3 import make_model
-
-    config = resolve_baseline_config("dqn", env_id, None, settings + NO_EVAL)
-    model = make_model("dqn", env_id, config, seed=seed, env_kwargs=env_kwargs, device="cpu")
     from stable_baselines3.common.logger import Logger
 
+    from hrm_agent.baselines.config import resolve_baseline_config
+    from hrm_agent.baselines.sb3 import make_model
+    from hrm_agent.callbacks import PhaseTimer
+
+    config = resolve_baseline_config("dqn", env_id, None, settings + NO_EVAL)
+    timer = PhaseTimer()
+    dqn_cls, buffer_cls, env_wrapper = timed_dqn_classes(timer)
+    model = make_model("dqn", env_id, config, seed=seed, env_kwargs=env_kwargs, device="cpu", algorithm=dqn_cls,
+                       replay_buffer_class=buffer_cls)
+    model.set_env(env_wrapper(model.get_env()), force_reset=False)
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default would make an empty temp dir
     warmup = config.learning_starts + config.n_envs  # SB3 updates once num_timesteps > learning_starts
     model.learn(warmup, log_interval=None)
     start_rss = current_rss_bytes()
-    timers = PhaseTimers()
+    timer.seconds.clear()
+    timer.calls.clear()
     buffer = model.replay_buffer
-    model.predict = timers.wrap("act", model.predict)
-    model.env.step = timers.wrap("env step", model.env.step)
-    buffer.add = timers.wrap("replay add", buffer.add)
-    buffer.sample = timers.wrap("replay sample", buffer.sample)
-    model.train = timers.wrap("update", model.train)  # includes its sampling, subtracted below
-    import stable_baselines3.dqn.dqn as dqn_module
-
-    original = dqn_module.polyak_update
-    dqn_module.polyak_update = timers.wrap("target sync", original)
     steps0, updates0 = model.num_timesteps, model._n_updates
-    try:
-        start = time.perf_counter()
-        model.learn(steps, log_interval=None, reset_num_timesteps=False)
-        wall = time.perf_counter() - start
-    finally:
-        dqn_module.polyak_update = original
-    seconds = dict(timers.seconds)
+    start = time.perf_counter()
+    model.learn(steps, log_interval=None, reset_num_timesteps=False)
+    wall = time.perf_counter() - start
+    seconds = dict(timer.seconds)
     seconds["update"] = seconds.get("update", 0.0) - seconds.get("replay sample", 0.0)
     arrays = [getattr(buffer, name) for name in ("observations", "next_observations", "actions", "rewards",
                                                  "dones", "timeouts") if getattr(buffer, name, None) is not None]
     return {
         "env_steps": model.num_timesteps - steps0, "updates": model._n_updates - updates0, "wall": wall,
-        "warmup": warmup, "seconds": seconds, "calls": dict(timers.calls),
+        "warmup": warmup, "seconds": seconds, "calls": dict(timer.calls),
         "replay_bytes": sum(a.nbytes for a in arrays) // (buffer.buffer_size * buffer.n_envs),
         "buffer_size": config.buffer_size, "n_envs": config.n_envs, "batch_size": config.batch_size,
         "start_rss": start_rss,

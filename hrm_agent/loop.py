@@ -1,0 +1,197 @@
+"""The DQN training loop (as CleanRL's ``dqn.py``): act, step, store, sample, update, log.
+
+:func:`train` is one straight loop over vector steps; everything around it
+(evaluation, logs, checkpoints, progress bar, Ctrl-C, phase timing) is a
+callback (``callbacks.py``). Observations are tokenised once, as they come out
+of the environments: the loop keeps, acts on and stores tokens. What carry z
+starts each forward pass from and what it keeps is ``carry.py``; the update
+itself is ``dqn.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from hrm_agent import carry
+from hrm_agent.callbacks import Callback
+from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
+from hrm_agent.model import HRMCarry, HRMQNetwork
+from hrm_agent.tokens import Tokenizer
+
+if TYPE_CHECKING:
+    from hrm_agent.agent import HRMAgent
+
+
+class TrainingDiverged(RuntimeError):
+    """The TD loss became non-finite; the last good checkpoint is kept."""
+
+
+def make_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int) -> gym.vector.SyncVectorEnv:
+    """``n_envs`` copies of ``env_id``; on an episode's end the final observation is in ``info["final_obs"]``
+    and the returned observation already starts the next episode (same-step autoreset)."""
+    return gym.vector.SyncVectorEnv(
+        [partial(gym.make, env_id, **env_kwargs) for _ in range(n_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+@dataclass
+class Rollout:
+    """What acting carries from one vector step to the next (a checkpoint keeps it)."""
+
+    envs: gym.vector.SyncVectorEnv
+    tokens: np.ndarray  # (n_envs, L) uint8 tokens of the current observations
+    z: torch.Tensor | None  # what the last forward pass kept (carry.keep); None: start from the initial state
+    episode_start: np.ndarray  # (n_envs,) bool: the current observation starts its episode
+    episode_return: np.ndarray  # (n_envs,) float64
+    episode_length: np.ndarray  # (n_envs,) int64
+    ep_info: deque = field(default_factory=lambda: deque(maxlen=100))  # (return, length, success) of the last 100
+
+    @classmethod
+    def start(cls, env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int, tokenizer: Tokenizer) -> "Rollout":
+        envs = make_vec_env(env_id, env_kwargs, n_envs)
+        obs, _ = envs.reset(seed=seed)
+        return cls(envs, tokenizer(obs), None, np.ones(n_envs, dtype=bool), np.zeros(n_envs),
+                   np.zeros(n_envs, dtype=np.int64))
+
+    def step(self, actions: np.ndarray, tokenizer: Tokenizer) -> tuple[np.ndarray, ...]:
+        """Step the envs: ``(next_tokens, stored_next_tokens, rewards, terminated, done, ended_successes)``.
+
+        ``stored_next_tokens`` hold each episode's final observation where it ended (same-step autoreset:
+        ``next_tokens`` already start the next episode there); each observation is tokenised once.
+        """
+        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        done = terminated | truncated
+        next_tokens = tokenizer(next_obs)
+        stored = next_tokens.copy()
+        ended = np.flatnonzero(done)
+        if ended.size:
+            stored[ended] = tokenizer(np.stack([infos["final_obs"][i] for i in ended]))
+        success = infos["final_info"].get("is_success", np.zeros(len(done), bool)) if ended.size else None
+        self.episode_return += rewards
+        self.episode_length += 1
+        for i in ended:
+            self.ep_info.append((float(self.episode_return[i]), int(self.episode_length[i]), bool(success[i])))
+            self.episode_return[i] = 0.0
+            self.episode_length[i] = 0
+        return next_tokens, stored, rewards, terminated, done
+
+
+def setup(agent: "HRMAgent") -> None:
+    """Make the agent's environments, replay buffer and (with a ``run_dir``) logger, where missing."""
+    from hrm_agent.logger import agent_hparams, log_hparams, make_logger
+    from hrm_agent.replay import ReplayBuffer
+
+    c = agent.config
+    if agent.rollout is None:
+        agent.rollout = Rollout.start(agent.env_id, agent.env_kwargs, c.n_envs, agent.seed, agent.tokenizer)
+    if agent.replay is None:
+        agent.replay = ReplayBuffer(c.buffer_size, c.n_envs, agent.tokenizer.seq_len,
+                                    carry.latent_shape(c.carry_z, c.carry, agent.model_config),
+                                    carry.latent_dtype(agent.model_config), goal_tokens=agent.tokenizer.goal_tokens)
+    if agent.run_dir is not None and agent.logger is None:
+        agent.logger = make_logger(agent.run_dir, resume_step=agent.resumed_at)
+        log_hparams(agent.logger, agent_hparams(agent))
+
+
+@torch.no_grad()
+def act(model: HRMQNetwork, start: HRMCarry, tokens: np.ndarray) -> tuple[HRMCarry, np.ndarray]:
+    """One batched forward pass: tokens ``(B, L)`` -> (the end state, greedy actions ``(B,)``)."""
+    end, q = model(start, torch.from_numpy(tokens).to(start.z_H.device))
+    return end, q.argmax(dim=1).cpu().numpy()
+
+
+def exploration_rate(agent: "HRMAgent") -> float:
+    """ε at the agent's current step: linear over ``exploration_steps`` (or that fraction of the run)."""
+    c = agent.config
+    duration = c.exploration_steps or c.exploration_fraction * agent.total_timesteps
+    return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, duration, agent.num_timesteps)
+
+
+def train(agent: "HRMAgent", total_timesteps: int, callbacks: Callback) -> str:
+    """Run ``total_timesteps`` more env steps of DQN on ``agent``; returns the outcome given to
+    ``callbacks.on_training_end`` (``finished``, ``interrupted``, ``stopped``)."""
+    c, rollout, replay, online = agent.config, agent.rollout, agent.replay, agent.online
+    assert rollout is not None and replay is not None
+    end = agent.num_timesteps + total_timesteps
+    agent.total_timesteps = max(agent.total_timesteps, end)  # the exploration schedule's horizon
+
+    @contextmanager
+    def timed(phase: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        yield
+        callbacks.on_phase(phase, time.perf_counter() - begin)
+
+    callbacks.on_training_start(agent, end)
+    outcome, last_time = "failed", time.perf_counter()
+    try:
+        while agent.num_timesteps < end and not callbacks.interrupted:
+            # act: one forward pass for all envs, also on random-action steps so z stays fresh
+            with timed("act"):
+                start = carry.start(online, rollout.z, rollout.episode_start, c.n_envs)
+                end_state, actions = act(online, start, rollout.tokens)
+            explore = agent.rng.random(c.n_envs) < exploration_rate(agent)
+            actions = np.where(explore, agent.rng.integers(0, agent.action_space.n, size=c.n_envs), actions)
+
+            with timed("env step"):
+                next_tokens, stored_next, rewards, terminated, done = rollout.step(actions, agent.tokenizer)
+            agent.n_episodes += int(done.sum())
+
+            # store: the transition and what carry z keeps of this pass (z_out, see replay.py)
+            z_out = carry.keep(online, end_state, c.carry_z, c.carry)
+            with timed("replay add"):
+                replay.add(rollout.tokens, stored_next, actions, rewards, terminated, rollout.episode_start, z_out)
+            rollout.tokens, rollout.z, rollout.episode_start = next_tokens, z_out, done
+            agent.num_timesteps += c.n_envs
+
+            # learn
+            if agent.num_timesteps >= agent.learning_starts_at and len(replay) >= c.batch_size:
+                if (agent.num_timesteps // c.n_envs) % c.train_freq == 0:
+                    gradient_steps(agent, timed, callbacks)
+            if c.target_update == "periodic" and agent.num_timesteps - agent.last_target_sync >= c.target_update_interval:
+                with timed("target sync"):
+                    update_target(online, agent.target, c.tau)
+                agent.last_target_sync = agent.num_timesteps
+
+            # log, evaluate, checkpoint, ... (callbacks)
+            now = time.perf_counter()
+            agent.wall_time += now - last_time
+            last_time = now
+            if callbacks.on_step(agent) is False:
+                break
+        outcome = "interrupted" if callbacks.interrupted else "finished" if agent.num_timesteps >= end else "stopped"
+    finally:
+        callbacks.on_training_end(agent, outcome)
+    return outcome
+
+
+def gradient_steps(agent: "HRMAgent", timed: Any, callbacks: Callback) -> None:
+    """``gradient_steps`` DQN updates on minibatches sampled from the agent's replay."""
+    c, replay = agent.config, agent.replay
+    assert replay is not None
+    for _ in range(c.gradient_steps):
+        with timed("replay sample"):
+            batch = replay.sample(c.batch_size, agent.rng, agent.device, n_step=c.n_step, gamma=c.gamma,
+                                  her_ratio=c.her_ratio)
+        for group in agent.optimizer.param_groups:
+            group["lr"] = warmup_lr(c.learning_rate, c.lr_warmup_steps, agent.n_updates)
+        with timed("update"):
+            stats = dqn_update(agent.online, agent.target, agent.optimizer, batch, gamma=c.gamma,
+                               max_grad_norm=c.max_grad_norm, deep_supervision=c.deep_supervision,
+                               target_tau=c.tau if c.target_update == "every_update" else None)
+        if not np.isfinite(stats["loss"]):
+            raise TrainingDiverged(
+                f"non-finite TD loss at step {agent.num_timesteps}; try a lower learning_rate "
+                f"(now {c.learning_rate}) or max_grad_norm; the last good checkpoint is kept"
+            )
+        agent.n_updates += stats["optimizer_steps"]
+    callbacks.on_update(agent, stats)
