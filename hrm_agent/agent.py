@@ -32,6 +32,7 @@ import torch
 
 from hrm_agent import checkpoint
 from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
+from hrm_agent.config import without_retired
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
 from hrm_agent.hyperparams import AgentConfig, resolve_config
 from hrm_agent.model import HRMCarry, HRMQNetwork
@@ -549,7 +550,7 @@ class HRMAgent:
         )
         # fields a file lacks were added later; their defaults rebuild the model it was saved from
         current = agent.model_config.model_dump()
-        if any(current.get(key) != value for key, value in data["model_config"].items()):
+        if any(current.get(key) != value for key, value in without_retired(data["model_config"]).items()):
             raise checkpoint.CheckpointError(
                 f"the saved model config does not match the environment {data['env_id']} as it is made now"
             )

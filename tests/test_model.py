@@ -252,9 +252,10 @@ def test_a_carry_of_another_dtype_is_cast_to_the_forward_dtype():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("pos_encodings", ["rope", "learned"])
-def test_shapes_and_dtypes(dtype, pos_encodings):
-    model = make_model(forward_dtype=dtype, pos_encodings=pos_encodings)
+@pytest.mark.parametrize("positions", [{"pos_encodings": "rope"},
+                                       {"pos_encodings": "rope2d", "grid_shape": (3, 3), "rope_anchor_token": 4}])
+def test_shapes_and_dtypes(dtype, positions):
+    model = make_model(forward_dtype=dtype, **positions)
     forward_dtype = getattr(torch, dtype)
     carry = model.initial_carry(B)
     assert carry.z_H.dtype == carry.z_L.dtype == forward_dtype
@@ -372,11 +373,19 @@ def test_invalid_config_is_rejected_naming_the_field(overrides, field):
         tiny_config(**overrides)
 
 
-def test_config_counts_the_query_token_and_allows_odd_head_dim_without_rope():
-    cfg = tiny_config(hidden_size=12, num_heads=4, pos_encodings="learned")
+def test_config_counts_the_query_token():
+    cfg = tiny_config()
     assert cfg.total_seq_len == cfg.seq_len + 1 == 10
-    model = HRMQNetwork(cfg)
-    assert model.encoder.embed_pos.weight.shape == (10, 12)
+    cos, _ = HRMQNetwork(cfg).encoder.positions(make_tokens())
+    assert cos.shape == (10, cfg.head_dim)
+
+
+def test_a_retired_field_loads_at_its_inert_value_and_is_refused_at_any_other():
+    assert tiny_config(anchor_embedding=False) == tiny_config()
+    with pytest.raises(ValidationError, match="anchor_embedding: retired"):
+        tiny_config(anchor_embedding=True)
+    with pytest.raises(ValidationError, match="pos_encodings"):
+        tiny_config(pos_encodings="learned")
 
 
 # ---------------------------------------------------------------- devices

@@ -136,7 +136,6 @@ def test_the_tokenizer_gives_the_envs_moves_as_row_column_steps():
         {},  # the package default: rope2d, neighbours
         {"readout": "query"},
         {"pos_encodings": "rope", "readout": "query"},
-        {"pos_encodings": "learned"},
         {"H_layers": 2, "L_layers": 2, "segments": 2},  # only the last H layer is restricted
         {"goal_embedding": True, "goal_token": 5},
         {"stay_on_blocked": True, "blocking_tokens": (1, 3)},
