@@ -262,7 +262,7 @@ class HRMAgent:
     @torch.no_grad()
     def _act(self, obs: np.ndarray, carry: HRMCarry) -> tuple[HRMCarry, np.ndarray]:
         """One batched forward pass: ``obs (B, H, W)`` -> (latent left behind, greedy actions ``(B,)``)."""
-        new_carry, q = self.online(carry, self._tokens(obs))
+        new_carry, q, _ = self.online(carry, self._tokens(obs))
         return new_carry, q.argmax(dim=1).cpu().numpy()
 
     def predict(

@@ -80,9 +80,9 @@ def dqn_update(
     next_carry = _start_carry(target, batch.z_next, None, n)
 
     with torch.no_grad():
-        next_q = target(next_carry, batch.next_obs, q_only=True)
+        next_q = target.q_values(next_carry, batch.next_obs)
         if double_q:  # online net picks a', target net evaluates it
-            next_q_online = online(next_carry, batch.next_obs, q_only=True)
+            next_q_online = online.q_values(next_carry, batch.next_obs)
             next_values = next_q.gather(1, next_q_online.argmax(1, keepdim=True)).squeeze(1)
         else:
             next_values = next_q.max(1).values
@@ -92,9 +92,9 @@ def dqn_update(
     steps = online.config.segments if deep_supervision else 1
     for _ in range(steps):
         if deep_supervision:  # one segment at a time; the carry comes back detached
-            carry, q = online(carry, batch.obs, segments=1)
+            carry, q, _ = online(carry, batch.obs, segments=1)
         else:  # all segments, no carry needed after them
-            q = online(carry, batch.obs, q_only=True)
+            q = online.q_values(carry, batch.obs)
         q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
         td_loss = F.mse_loss(q_taken, y) if loss == "mse" else F.smooth_l1_loss(q_taken, y)
         optimizer.zero_grad(set_to_none=True)

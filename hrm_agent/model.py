@@ -62,6 +62,15 @@ class HRMTrace(NamedTuple):
     z_L: Tensor
 
 
+class QOutput(NamedTuple):
+    """What a forward pass returns: ``carry`` (B, S, D) each, detached, in the forward dtype; ``q_values``
+    (B, A) float32 with grad; ``trace`` over every iteration when asked for (``trace=True``), else None."""
+
+    carry: HRMCarry
+    q_values: Tensor
+    trace: HRMTrace | None = None
+
+
 def grid_cell(tokens: Tensor, token: int) -> Tensor:
     """(B,) long: the row-major index of the first cell holding ``token`` per sample (0 if it is absent)."""
     return (tokens == token).to(torch.uint8).argmax(dim=1)
@@ -214,7 +223,7 @@ class HRMQNetwork(nn.Module):
         net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
         carry = net.initial_carry(batch_size=8)
         tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
-        carry, q = net(carry, tokens)          # q: (8, 4) Q-values
+        carry, q, _ = net(carry, tokens)       # q: (8, 4) Q-values
         done = torch.tensor([True] + [False] * 7)
         carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
     """
@@ -239,6 +248,56 @@ class HRMQNetwork(nn.Module):
     def L_init(self) -> Tensor:
         """(D,) the fixed initial ``z_L``."""
         return self.core.L_init
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(self, carry: HRMCarry, tokens: Tensor, *, segments: int | None = None, trace: bool = False) -> QOutput:
+        """One environment step: ``segments`` segments of the core's recursion from ``carry`` (default
+        ``config.segments``: acting runs them all; deep supervision calls one at a time).
+
+        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device); tokens: (B, seq_len)
+        integer ids (uint8 or long), or a (B, H, W) grid, flattened row-major. Returns a :class:`QOutput`:
+        the new carry, the Q-values read after the last segment and, with ``trace=True``, the
+        :class:`HRMTrace` of every iteration.
+        """
+        tokens, x, cos_sin, z_H, z_L = self._inputs(carry, tokens)
+        steps: list[tuple[Tensor, Tensor]] | None = [] if trace else None
+        z_H, z_L = self.core(z_H, z_L, x, cos_sin, self._segments(segments), trace=steps)
+        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        q_values = self.head(gather_positions(z_H, self.readout_index(tokens)))
+        if steps is None:
+            return QOutput(new_carry, q_values)
+        steps[-1] = new_carry  # the last state, without its graph
+        return QOutput(new_carry, q_values, HRMTrace(z_H=torch.stack([h for h, _ in steps]),
+                                                     z_L=torch.stack([l for _, l in steps])))
+
+    def q_values(self, carry: HRMCarry, tokens: Tensor, *, segments: int | None = None) -> Tensor:
+        """(B, A) float32: the Q-values :meth:`forward` returns, with grad, but no new carry: the last ``z_H``
+        update is computed only at the positions the Q head reads (``readout_index``), not at all ``S``
+        (the DQN update's forward passes)."""
+        tokens, x, cos_sin, z_H, z_L = self._inputs(carry, tokens)
+        z_read, _ = self.core(z_H, z_L, x, cos_sin, self._segments(segments), read=self.readout_index(tokens))
+        return self.head(z_read)
+
+    def readout_index(self, tokens: Tensor) -> Tensor:
+        """(B, P) long: the positions the Q head reads (:meth:`QHead.readout_index`)."""
+        return self.head.readout_index(tokens)
+
+    def _segments(self, segments: int | None) -> int:
+        return self.config.segments if segments is None else segments
+
+    def _inputs(self, carry: HRMCarry, tokens: Tensor) -> tuple[Tensor, Tensor, CosSin, Tensor, Tensor]:
+        """Checked tokens (B, seq_len) on the module's device, ``x~`` and the rotary tables, and the carry in
+        the forward dtype."""
+        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
+        if tokens.dim() != 2 or tokens.shape[1] != self.config.seq_len:
+            raise ValueError(f"tokens must have shape (B, {self.config.seq_len}), got {tuple(tokens.shape)}")
+        device = self.H_init.device
+        tokens = tokens.to(device)
+        x, cos_sin = self.encoder(tokens)
+        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
+        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
+        return tokens, x, cos_sin, z_H, z_L
 
     # ------------------------------------------------------------------ carry
 
@@ -267,67 +326,6 @@ class HRMQNetwork(nn.Module):
             z_H=torch.where(mask, self.H_init.to(carry.z_H), carry.z_H),
             z_L=torch.where(mask, self.L_init.to(carry.z_L), carry.z_L),
         )
-
-    # ---------------------------------------------------------------- forward
-
-    def forward(
-        self,
-        carry: HRMCarry,
-        tokens: Tensor,
-        *,
-        trace: bool = False,
-        segments: int | None = None,
-        q_only: bool = False,
-    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace] | Tensor:
-        """``segments`` segments of the core's recursion from ``carry`` (default ``config.segments``: acting runs
-        them all; deep supervision calls one at a time).
-
-        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
-        tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
-        flattened row-major.
-
-        Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
-        forward dtype and q_values (B, A) float32 read after the last segment, with
-        grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over every
-        iteration. With ``q_only=True``, just ``q_values``: the same values, but the
-        last ``z_H`` update is computed only at the positions the Q head reads
-        (``readout_index``), not at all ``S`` (the DQN update's forward passes, which
-        need no carry).
-        """
-        if q_only and trace:
-            raise ValueError("q_only and trace exclude each other: q_only computes no final state")
-        cfg = self.config
-        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
-        if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
-            raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
-        device = self.H_init.device
-        tokens = tokens.to(device)
-        x, cos_sin = self.encoder(tokens)
-        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
-        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
-        segments = cfg.segments if segments is None else segments
-        read = self.readout_index(tokens)
-        steps: list[tuple[Tensor, Tensor]] | None = [] if trace else None
-        z_H, z_L = self.core(z_H, z_L, x, cos_sin, segments, read=read if q_only else None, trace=steps)
-        if q_only:
-            return self.head(z_H)
-        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        q_values = self.head(gather_positions(z_H, read))
-        if steps is None:
-            return new_carry, q_values
-        steps[-1] = tuple(new_carry)  # type: ignore[assignment]
-        return new_carry, q_values, HRMTrace(z_H=torch.stack([h for h, _ in steps]),
-                                             z_L=torch.stack([l for _, l in steps]))
-
-    def readout_index(self, tokens: Tensor) -> Tensor:
-        """(B, P) long: the positions the Q head reads (:meth:`QHead.readout_index`)."""
-        return self.head.readout_index(tokens)
-
-    def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
-        """(B, A) float32 Q-values from the final z_H (B, S, D)."""
-        return self.head(gather_positions(z_H, self.readout_index(tokens)))
-
-    # ------------------------------------------------------------ carry modes
 
     @staticmethod
     def carry_state(carry: HRMCarry, mode: str) -> Tensor:

@@ -51,7 +51,7 @@ def test_the_query_token_takes_the_anchor_cell():
     torch.testing.assert_close(cos[0, 0], cos[0, 1 + 2 * COLS + 3])
     torch.testing.assert_close(cos[1, 0], cos[1, 1 + 4 * COLS + 1])
     # the network is translation-aware: moving the agent changes the Q-values
-    _, q = model(model.initial_carry(2), tokens)
+    _, q, _ = model(model.initial_carry(2), tokens)
     assert not torch.allclose(q[0], q[1])
 
 
