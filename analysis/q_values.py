@@ -65,7 +65,7 @@ def q_table(agent, n_states: int = 400, seed: int = 5_000_000) -> list[dict[str,
     obs, dist, optimal = sample_states(agent.env_id, agent.env_kwargs, n_states, seed)
     with torch.no_grad():
         carry = agent.online.initial_carry(len(obs))
-        _, q = agent.online(carry, torch.from_numpy(agent.tokenizer(obs)))
+        q = agent.online(carry, torch.from_numpy(agent.tokenizer(obs))).q_values
     q = q.float().cpu().numpy()
     greedy_optimal = optimal[np.arange(len(q)), q.argmax(1)]
     gamma = agent.config.gamma

@@ -170,7 +170,9 @@ def agent_from(cls: Any, data: dict[str, Any], device: Any, run_dir: Path | None
                 run_dir=run_dir)
     # fields a file lacks were added later; their defaults rebuild the model it was saved from
     current = agent.model_config.model_dump()
-    if any(current.get(key) != value for key, value in data["model_config"].items()):
+    from hrm_agent.config import without_retired as model_without_retired
+
+    if any(current.get(key) != value for key, value in model_without_retired(data["model_config"]).items()):
         raise CheckpointError(
             f"the saved model config does not match the environment {data['env_id']} as it is made now"
         )

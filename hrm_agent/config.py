@@ -13,9 +13,18 @@ The defaults are far smaller than the reference's (hidden 512, 4 + 4 layers,
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Fields of earlier versions, with the value that left them without effect: a saved config holding that
+# value still describes today's model; any other value names a model this version no longer builds.
+RETIRED_FIELDS: dict[str, Any] = {"anchor_embedding": False}
+
+
+def without_retired(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (a saved ``HRMConfig`` dump) without the retired fields that hold their inert value."""
+    return {k: v for k, v in fields.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
 
 
 class HRMConfig(BaseModel):
@@ -52,33 +61,27 @@ class HRMConfig(BaseModel):
     expansion: float = Field(4.0, gt=0, description="SwiGLU width relative to hidden_size (before the 2/3 factor)")
     mlp_width_multiple: int = Field(16, gt=0, description="SwiGLU width rounded up to a multiple of this (reference: 256)")
     num_heads: int = Field(4, gt=0)
-    pos_encodings: Literal["rope", "rope2d", "learned"] = "rope"
+    pos_encodings: Literal["rope", "rope2d"] = "rope"
     """``rope``: 1-D rotary positions over the row-major token order (the reference's default);
     ``rope2d``: 2-D rotary positions, half of each head's rotation pairs turning with the token's
     row and half with its column, the query token placed on the cell of ``rope_anchor_token``
-    (the agent), so that attention from the query token depends on offsets from the agent;
-    ``learned``: a learned table."""
+    (the agent), so that attention from the query token depends on offsets from the agent."""
     grid_shape: tuple[int, int] | None = Field(
-        None, description="(rows, cols) of the token grid; needed by rope2d and the anchor and goal embeddings"
+        None,
+        description="(rows, cols) of the token grid; needed by rope2d, the goal embedding and the neighbors read-out",
     )
     rope_anchor_token: int | None = Field(
         None,
         ge=0,
-        description="rope2d and anchor_embedding: the token id whose cell is the anchor, the agent "
-        "(None: the grid's centre)",
-    )
-    anchor_embedding: bool = Field(
-        False,
-        description="add to every input a learned embedding of its cell's (row, column) offset from the anchor "
-        "cell (the query token's offset is 0, 0): attention's values then say where a cell lies relative to "
-        "the agent, as an egocentric view would, without re-centring the grid; needs grid_shape",
+        description="the token id of the anchor, the agent: its cell is the query token's for rope2d and the goal "
+        "embedding, and the cell the neighbors read-out moves from",
     )
     goal_token: int | None = Field(None, ge=0, description="goal_embedding: the goal's token id")
     goal_embedding: bool = Field(
         False,
         description="add to every input a learned embedding of its cell's (row, column) offset from the goal's "
-        "cell; the query token gets the anchor cell's (the agent's) offset from the goal. Needs grid_shape "
-        "and goal_token",
+        "cell; the query token gets the anchor cell's (the agent's) offset from the goal. Needs grid_shape, "
+        "goal_token and rope_anchor_token",
     )
 
     readout: Literal["query", "neighbors"] = "query"
@@ -103,8 +106,18 @@ class HRMConfig(BaseModel):
 
     forward_dtype: Literal["float32", "bfloat16"] = "float32"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = without_retired(data)
+            retired = sorted(RETIRED_FIELDS.keys() & data.keys())
+            if retired:
+                raise ValueError(f"{', '.join(retired)}: retired (analysis/results/HISTORY.md says what it measured)")
+        return data
+
     @model_validator(mode="after")
-    def _check_heads(self) -> "HRMConfig":
+    def _check(self) -> "HRMConfig":
         if self.hidden_size % self.num_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
@@ -114,20 +127,21 @@ class HRMConfig(BaseModel):
                 f"hidden_size / num_heads = {self.head_dim} must be even for pos_encodings='rope' "
                 "(RoPE rotates pairs of channels)"
             )
-        if self.pos_encodings == "rope2d":
-            if self.head_dim % 4 != 0:
-                raise ValueError(
-                    f"hidden_size / num_heads = {self.head_dim} must be a multiple of 4 for pos_encodings='rope2d' "
-                    "(pairs of channels for rows and for columns)"
-                )
-            if self.grid_shape is None or self.grid_shape[0] * self.grid_shape[1] != self.seq_len:
-                raise ValueError(f"pos_encodings='rope2d' needs grid_shape with rows * cols = seq_len ({self.seq_len})")
-        grid_fits = self.grid_shape is not None and self.grid_shape[0] * self.grid_shape[1] == self.seq_len
-        if self.anchor_embedding and not grid_fits:
-            raise ValueError(f"anchor_embedding needs grid_shape with rows * cols = seq_len ({self.seq_len})")
-        if self.goal_embedding and (self.goal_token is None or not grid_fits):
+        if self.pos_encodings == "rope2d" and self.head_dim % 4 != 0:
             raise ValueError(
-                f"goal_embedding needs goal_token and grid_shape with rows * cols = seq_len ({self.seq_len})"
+                f"hidden_size / num_heads = {self.head_dim} must be a multiple of 4 for pos_encodings='rope2d' "
+                "(pairs of channels for rows and for columns)"
+            )
+        grid_fits = self.grid_shape is not None and self.grid_shape[0] * self.grid_shape[1] == self.seq_len
+        if self.pos_encodings == "rope2d" and (not grid_fits or self.rope_anchor_token is None):
+            raise ValueError(
+                f"pos_encodings='rope2d' needs rope_anchor_token and grid_shape with rows * cols = seq_len "
+                f"({self.seq_len})"
+            )
+        if self.goal_embedding and (self.goal_token is None or self.rope_anchor_token is None or not grid_fits):
+            raise ValueError(
+                f"goal_embedding needs goal_token, rope_anchor_token and grid_shape with rows * cols = seq_len "
+                f"({self.seq_len})"
             )
         if self.readout == "neighbors":
             if not grid_fits or self.rope_anchor_token is None:

@@ -7,7 +7,9 @@
 
 Each takes the state a forward pass starts from and the embedded input ``x~`` (B, S, D) with its rotary
 tables, and returns the final state; the encoder before and the Q head after it
-(:mod:`hrm_agent.model`) are the same for every core, and so is what carry z carries.
+(:mod:`hrm_agent.model`) are the same for every core, and so is what carry z carries. What they share
+(segments, the gradient only in the last one, the trace, the fixed initial state) is :class:`RecursiveCore`'s;
+each core writes only its segment.
 """
 
 from __future__ import annotations
@@ -18,21 +20,24 @@ from torch import Tensor, nn
 from hrm_agent.config import HRMConfig
 from hrm_agent.layers import Block, CosSin, ReasoningModule, trunc_normal_init_
 
+Trace = list[tuple[Tensor, Tensor]]
+
 
 class RecursiveCore(nn.Module):
-    """A recursive core: the latent ``(z_H, z_L)``, its fixed initial state, and the update equations.
+    """A recursive core: the latent ``(z_H, z_L)``, its fixed initial state, and its update equations.
 
-    ``forward(z_H, z_L, x, cos_sin, segments, read, trace)`` runs one environment step's recursion from the
-    given state and returns the final ``(z_H, z_L)``; with ``read`` (B, P) positions the last ``z_H`` update is
-    computed at those positions only, ``(B, P, D)`` (what a Q head reads; the DQN update needs no carry). With
-    ``trace`` a list, the state after each iteration is appended to it (the latent analysis).
+    ``M = segments`` segments per environment step (the reference's ``halt_max_steps``; ACT is off, so all
+    of them run), each continuing from the last. Only the last segment can carry gradient; within it,
+    each core says which of its updates do (:meth:`segment`).
     """
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
         self.config = config
 
-    def _init_state(self) -> None:
+    def init_state(self) -> None:
+        """Register ``H_init``, ``L_init`` (D,). Called after the networks are built: the draws come in
+        that order, so that a seed gives the same weights as before."""
         # Fixed initial state, broadcast to every position: saved with the model, never learned (buffers get
         # no gradient). Kept in the forward dtype, the dtype of the carry; drawn in float32 so the draw does
         # not depend on it.
@@ -44,50 +49,73 @@ class RecursiveCore(nn.Module):
         """The modules ``torch.compile`` wraps (the networks the recursion calls)."""
         raise NotImplementedError
 
-    def recurse(
-        self, f_L: nn.Module, f_H: nn.Module, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None,
-        iterations: int, grad_iterations: int, read: Tensor | None, trace: list[tuple[Tensor, Tensor]] | None,
+    def forward(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, segments: int,
+        read: Tensor | None = None, trace: Trace | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """The HRM/TRM recursion: iteration ``i = 1 .. iterations``::
+        """One environment step's recursion: ``segments`` segments from ``(z_H, z_L)`` (B, S, D) each, on the
+        input ``x`` (B, S, D). Returns the final ``(z_H, z_L)``.
 
-            z_L = f_L(z_L, z_H + x)
-            z_H = f_H(z_H, z_L)      every T = L_cycles iterations
-
-        with gradient only through the last ``grad_iterations`` iterations (HRM's 1-step gradient: 1; TRM's
-        last cycle: T).
+        read: (B, P) positions: the last ``z_H`` update is computed at those positions only and returned
+        (B, P, D) (what a Q head reads; the DQN update needs no carry). trace: a list that gets the state
+        after every iteration (the latent analysis).
         """
-        T = self.config.L_cycles
-        for i in range(1, iterations + 1):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and i > iterations - grad_iterations):
-                z_L = f_L(z_L, z_H + x, cos_sin)
-                if i % T == 0:
-                    z_H = f_H(z_H, z_L, cos_sin, positions=read if i == iterations else None)
-            if trace is not None:
-                trace.append((z_H, z_L))
+        grad = torch.is_grad_enabled()
+        for s in range(1, segments + 1):
+            last = s == segments
+            with torch.set_grad_enabled(grad and last):
+                z_H, z_L = self.segment(z_H, z_L, x, cos_sin, read if last else None, trace)
         return z_H, z_L
+
+    def segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
+    ) -> tuple[Tensor, Tensor]:
+        """One segment from ``(z_H, z_L)``: the core's equations (arguments as in :meth:`forward`)."""
+        raise NotImplementedError
+
+
+def _record(trace: Trace | None, z_H: Tensor, z_L: Tensor) -> None:
+    if trace is not None:
+        trace.append((z_H, z_L))
 
 
 class HRMCore(RecursiveCore):
     """The Hierarchical Reasoning Model: two modules, ``f_L`` fast and ``f_H`` slow, and the 1-step gradient.
 
-    ``M = segments`` segments of ``N = H_cycles`` high-level cycles of ``T = L_cycles`` low-level updates,
-    ``M*N*T`` iterations in all; only the last ``f_L`` and ``f_H`` updates are differentiable, so memory does
-    not grow with the number of cycles or segments.
+    A segment is ``N = H_cycles`` high-level cycles of ``T = L_cycles`` low-level updates, iteration
+    ``i = 1 .. N*T``::
+
+        z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
+        z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
+
+    Only the last ``f_L`` and ``f_H`` updates are differentiable, so memory does not grow with the number
+    of cycles or segments.
     """
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__(config)
         self.L_level = ReasoningModule([Block(config) for _ in range(config.L_layers)])
         self.H_level = ReasoningModule([Block(config) for _ in range(config.H_layers)])
-        self._init_state()
+        self.init_state()
 
     def compiled_modules(self) -> list[nn.Module]:
         return [self.L_level, self.H_level]
 
-    def forward(self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, segments: int,
-                read: Tensor | None = None, trace: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
-        iterations = segments * self.config.H_cycles * self.config.L_cycles
-        return self.recurse(self.L_level, self.H_level, z_H, z_L, x, cos_sin, iterations, 1, read, trace)
+    def segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
+    ) -> tuple[Tensor, Tensor]:
+        T = self.config.L_cycles
+        with torch.no_grad():
+            for i in range(1, self.config.H_cycles * T):
+                z_L = self.L_level(z_L, z_H + x, cos_sin)
+                if i % T == 0:
+                    z_H = self.H_level(z_H, z_L, cos_sin)
+                _record(trace, z_H, z_L)
+        # 1-step gradient
+        z_L = self.L_level(z_L, z_H + x, cos_sin)
+        z_H = self.H_level(z_H, z_L, cos_sin, positions=read)
+        _record(trace, z_H, z_L)
+        return z_H, z_L
 
 
 class TRMCore(RecursiveCore):
@@ -101,16 +129,25 @@ class TRMCore(RecursiveCore):
     def __init__(self, config: HRMConfig) -> None:
         super().__init__(config)
         self.net = ReasoningModule([Block(config) for _ in range(config.L_layers)])
-        self._init_state()
+        self.init_state()
 
     def compiled_modules(self) -> list[nn.Module]:
         return [self.net]
 
-    def forward(self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, segments: int,
-                read: Tensor | None = None, trace: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
-        T = self.config.L_cycles
-        iterations = segments * self.config.H_cycles * T
-        return self.recurse(self.net, self.net, z_H, z_L, x, cos_sin, iterations, T, read, trace)
+    def segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
+    ) -> tuple[Tensor, Tensor]:
+        cycles, n = self.config.H_cycles, self.config.L_cycles
+        grad = torch.is_grad_enabled()
+        for cycle in range(1, cycles + 1):
+            last = cycle == cycles
+            with torch.set_grad_enabled(grad and last):  # gradient through the last cycle
+                for i in range(1, n + 1):
+                    z_L = self.net(z_L, z_H + x, cos_sin)
+                    if i == n:
+                        z_H = self.net(z_H, z_L, cos_sin, positions=read if last else None)
+                    _record(trace, z_H, z_L)
+        return z_H, z_L
 
 
 class TransformerCore(RecursiveCore):
@@ -124,19 +161,16 @@ class TransformerCore(RecursiveCore):
     def __init__(self, config: HRMConfig) -> None:
         super().__init__(config)
         self.blocks = ReasoningModule([Block(config) for _ in range(config.L_layers)])
-        self._init_state()
+        self.init_state()
 
     def compiled_modules(self) -> list[nn.Module]:
         return [self.blocks]
 
-    def forward(self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, segments: int,
-                read: Tensor | None = None, trace: list[tuple[Tensor, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
-        z = z_H
-        for s in range(1, segments + 1):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and s == segments):
-                z = self.blocks(z, x, cos_sin, positions=read if s == segments else None)
-            if trace is not None:
-                trace.append((z, z))
+    def segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
+    ) -> tuple[Tensor, Tensor]:
+        z = self.blocks(z_H, x, cos_sin, positions=read)
+        _record(trace, z, z)
         return z, z
 
 

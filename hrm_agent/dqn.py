@@ -71,16 +71,16 @@ def dqn_update(
     next_carry = start_carry(target, batch.z_next, None, n)
 
     with torch.no_grad():
-        next_values = target(next_carry, batch.next_obs, q_only=True).max(1).values
+        next_values = target.q_values(next_carry, batch.next_obs).max(1).values
         discount = gamma if batch.discounts is None else batch.discounts  # n-step samples: gamma^k
         y = td_target(batch.rewards, batch.terminated, next_values, discount)
 
     steps = online.config.segments if deep_supervision else 1
     for _ in range(steps):
         if deep_supervision:  # one segment at a time; the carry comes back detached
-            carry, q = online(carry, batch.obs, segments=1)
+            carry, q, _ = online(carry, batch.obs, segments=1)
         else:  # all segments, no carry needed after them
-            q = online(carry, batch.obs, q_only=True)
+            q = online.q_values(carry, batch.obs)
         q_taken = q.gather(1, batch.actions[:, None]).squeeze(1)
         td_loss = F.mse_loss(q_taken, y)
         optimizer.zero_grad(set_to_none=True)

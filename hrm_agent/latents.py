@@ -90,7 +90,7 @@ import torch
 from torch import nn
 
 from hrm_agent.checkpoint import atomic_write
-from hrm_agent.model import HRMTrace
+from hrm_agent.model import HRMTrace, QOutput
 
 FORMAT = "hrm-agent-latents"
 VERSION = 1
@@ -198,7 +198,7 @@ class Latents:
 @contextlib.contextmanager
 def record_traces(model: nn.Module) -> Iterator[list[HRMTrace]]:
     """While active, every forward pass of ``model`` (an ``HRMQNetwork``) runs with ``trace=True`` and
-    appends its ``HRMTrace`` to the yielded list; callers still get ``(carry, q_values)``.
+    appends its ``HRMTrace`` to the yielded list; callers still get the output they asked for.
 
     This records the forward passes that ``HRMAgent.predict`` makes without a second computation.
     """
@@ -209,9 +209,9 @@ def record_traces(model: nn.Module) -> Iterator[list[HRMTrace]]:
         requested.append(bool(kwargs.get("trace", False)))
         return args, {**kwargs, "trace": True}
 
-    def after(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> tuple:
-        traces.append(output[2])
-        return output if requested.pop() else output[:2]
+    def after(module: nn.Module, args: tuple, kwargs: dict, output: QOutput) -> QOutput:
+        traces.append(output.trace)
+        return output if requested.pop() else output._replace(trace=None)
 
     handles = [
         model.register_forward_pre_hook(before, with_kwargs=True),

@@ -106,7 +106,7 @@ def setup(agent: "HRMAgent") -> None:
 @torch.no_grad()
 def act(model: HRMQNetwork, start: HRMCarry, tokens: np.ndarray) -> tuple[HRMCarry, np.ndarray]:
     """One batched forward pass: tokens ``(B, L)`` -> (the end state, greedy actions ``(B,)``)."""
-    end, q = model(start, torch.from_numpy(tokens).to(start.z_H.device))
+    end, q, _ = model(start, torch.from_numpy(tokens).to(start.z_H.device))
     return end, q.argmax(dim=1).cpu().numpy()
 
 

@@ -1,21 +1,14 @@
 """The Q-network: encoder -> recursive core -> Q head (the HRM with a DQN head by default).
 
 - :class:`GridEncoder` turns the observation tokens into ``x~`` (query token first) and the rotary
-  tables: the grid priors (2-D positions, each cell's offset from the goal) live here.
-- The core (``config.core``) runs one environment step's recursion on the latent ``(z_H, z_L)``.
-  :class:`HRMCore`, in the HRM paper's notation: ``N = H_cycles`` high-level cycles of ``T = L_cycles``
-  low-level updates, ``M = segments`` segments per forward pass (the reference's ``halt_max_steps``; ACT
-  is off, so all of them run, each continuing from the last). Iteration ``i = 1 .. M*N*T``::
-
-      z_L^i = f_L(z_L^{i-1} + z_H^{i-1} + x~)
-      z_H^i = f_H(z_H^{i-1} + z_L^i)   if i % T == 0   else   z_H^{i-1}
-
-  Only the last iteration is differentiable (the 1-step gradient): memory does not grow with the number
-  of cycles or segments. :class:`TRMCore` (one network for both updates, gradient through the last cycle)
-  and :class:`TransformerCore` (no inner recursion) are the alternatives.
-- :class:`QHead` reads ``z_H^{MNT}``: ``Q = W_Q z_H[query position] + b_Q``, or with
+  tables: the grid priors of the input (2-D positions anchored at the agent, each cell's offset from
+  the goal) live here.
+- The core (``config.core``, :mod:`hrm_agent.cores`) runs one environment step's recursion on the latent
+  ``(z_H, z_L)``: by default the HRM's ``M = segments`` segments of ``N = H_cycles`` high-level cycles of
+  ``T = L_cycles`` low-level updates with the 1-step gradient.
+- :class:`QHead` reads the final ``z_H``: ``Q = W_Q z_H[query position] + b_Q``, or with
   ``readout="neighbors"`` ``Q(a) = w_Q . z_H[cell that action a leads to] + b_Q``, one shared value read
-  at each of the agent's neighbouring cells.
+  at each of the agent's neighbouring cells (the grid priors of the output).
 
 Deep supervision (the learner's choice, see ``dqn.py``) runs one segment per call. The state
 ``(z_H, z_L)`` is the carry: the caller decides whether the next forward pass starts from it ("carry z";
@@ -69,31 +62,34 @@ class HRMTrace(NamedTuple):
     z_L: Tensor
 
 
-def grid_cell(tokens: Tensor, token: int | None, grid_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """(row, col) of the first cell holding ``token`` per sample, each (B,) long; cell 0 if it is absent.
-    ``token`` None: the grid's centre cell (rounded down)."""
-    rows, cols = grid_shape
-    if token is None:
-        cell = torch.full((tokens.shape[0],), (rows // 2) * cols + cols // 2, device=tokens.device)
-    else:
-        cell = (tokens == token).to(torch.uint8).argmax(dim=1)
-    return cell // cols, cell % cols
+class QOutput(NamedTuple):
+    """What a forward pass returns: ``carry`` (B, S, D) each, detached, in the forward dtype; ``q_values``
+    (B, A) float32 with grad; ``trace`` over every iteration when asked for (``trace=True``), else None."""
+
+    carry: HRMCarry
+    q_values: Tensor
+    trace: HRMTrace | None = None
+
+
+def grid_cell(tokens: Tensor, token: int) -> Tensor:
+    """(B,) long: the row-major index of the first cell holding ``token`` per sample (0 if it is absent)."""
+    return (tokens == token).to(torch.uint8).argmax(dim=1)
 
 
 class GridEncoder(nn.Module):
     """The input network: observation tokens -> ``x~`` (B, S, D), query token first, and the rotary tables.
 
-    ``x~ = sqrt(D) * e`` with ``e`` the token embedding, averaged (``(a + b) / sqrt(2)``, unit variance) with
-    the grid priors the config asks for: learned positions, each cell's offset from the agent
-    (``anchor_embedding``) or from the goal (``goal_embedding``). Rotary positions (``rope``, ``rope2d``
-    anchored at the agent's cell) act inside attention, through the tables returned beside ``x~``.
+    ``x~ = sqrt(D) * e`` with ``e`` the token embedding, with ``goal_embedding`` averaged
+    (``(e + g) / sqrt(2)``, unit variance) with ``g``, a learned embedding of each cell's offset from the
+    goal. Rotary positions (``rope``, or ``rope2d`` anchored at the agent's cell) act inside attention,
+    through the tables returned beside ``x~``.
     """
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
         self.config = config
         self.forward_dtype = getattr(torch, config.forward_dtype)
-        D, S = config.hidden_size, config.total_seq_len
+        D = config.hidden_size
         # Token embedding (std 1/sqrt(D), scaled by sqrt(D) at use, so unit-scale inputs with a small
         # effective learning rate on the table).
         self.embed_scale = math.sqrt(D)
@@ -104,22 +100,17 @@ class GridEncoder(nn.Module):
         # observation tokens from the start.
         self.query_token = nn.Parameter(trunc_normal_init_(torch.empty(D), std=embed_std))
         if config.pos_encodings == "rope":
-            self.rotary_emb = RotaryEmbedding(config.head_dim, S, base=config.rope_theta)
-        elif config.pos_encodings == "rope2d":
+            self.rotary_emb = RotaryEmbedding(config.head_dim, config.total_seq_len, base=config.rope_theta)
+        else:
             assert config.grid_shape is not None  # checked by HRMConfig
             self.rotary_emb_2d = RotaryEmbedding2D(config.head_dim, config.grid_shape, base=config.rope_theta)
-        else:
-            self.embed_pos = CastedEmbedding(S, D, init_std=embed_std, cast_to=self.forward_dtype)
-        # One vector per (row, column) offset from the agent's (anchor_embedding) or the goal's
-        # (goal_embedding) cell, -(rows-1) .. rows-1 by -(cols-1) .. cols-1.
-        for name, wanted in (("embed_anchor", config.anchor_embedding), ("embed_goal", config.goal_embedding)):
-            if wanted:
-                assert config.grid_shape is not None  # checked by HRMConfig
-                rows, cols = config.grid_shape
-                offsets = (2 * rows - 1) * (2 * cols - 1)
-                setattr(self, name, CastedEmbedding(offsets, D, init_std=embed_std, cast_to=self.forward_dtype))
+        if config.goal_embedding:  # one vector per (row, column) offset, -(rows-1) .. rows-1 by -(cols-1) .. cols-1
+            assert config.grid_shape is not None
+            rows, cols = config.grid_shape
+            offsets = (2 * rows - 1) * (2 * cols - 1)
+            self.embed_goal = CastedEmbedding(offsets, D, init_std=embed_std, cast_to=self.forward_dtype)
 
-    def forward(self, tokens: Tensor) -> tuple[Tensor, CosSin | None]:
+    def forward(self, tokens: Tensor) -> tuple[Tensor, CosSin]:
         """tokens (B, seq_len) integer -> ``x~`` (B, S, D) in the forward dtype and the rotary tables."""
         return self.input_embeddings(tokens), self.positions(tokens)
 
@@ -129,50 +120,33 @@ class GridEncoder(nn.Module):
         emb = self.embed_tokens(tokens.long())
         query = self.query_token.to(self.forward_dtype).expand(B, 1, -1)
         x = torch.cat((query, emb), dim=1)
-        # Sums of unit-variance embeddings are scaled back to unit variance.
-        if self.config.pos_encodings == "learned":
-            x = (x + self.embed_pos.weight.to(self.forward_dtype)) / math.sqrt(2.0)
-        if self.config.anchor_embedding:
-            x = (x + self.embed_anchor(self.anchor_offsets(tokens))) / math.sqrt(2.0)
-        if self.config.goal_embedding:
-            x = (x + self.embed_goal(self.anchor_offsets(tokens, self.config.goal_token))) / math.sqrt(2.0)
+        if self.config.goal_embedding:  # the sum of two unit-variance embeddings, back to unit variance
+            x = (x + self.embed_goal(self.goal_offsets(tokens))) / math.sqrt(2.0)
         return self.embed_scale * x
 
-    def anchor_cell(self, tokens: Tensor, token: int | None = None) -> tuple[Tensor, Tensor]:
-        """(row, col) of ``token``'s cell (default ``rope_anchor_token``, the agent), see :func:`grid_cell`."""
-        assert self.config.grid_shape is not None
-        return grid_cell(tokens, self.config.rope_anchor_token if token is None else token, self.config.grid_shape)
-
-    def anchor_offsets(self, tokens: Tensor, token: int | None = None) -> Tensor:
-        """Index into ``embed_anchor``/``embed_goal`` of every position's (row, col) offset from the cell of
-        ``token`` (default: the anchor's): (B, S) long, query first. The query position takes the anchor
-        cell's offset: (0, 0) from the anchor itself, the agent's offset from the goal for the goal's."""
-        assert self.config.grid_shape is not None
-        rows, cols = self.config.grid_shape
-        row, col = self.anchor_cell(tokens, token)
+    def goal_offsets(self, tokens: Tensor) -> Tensor:
+        """Index into ``embed_goal`` of every position's (row, col) offset from the goal's cell: (B, S) long,
+        query first. The query position takes the agent's offset from the goal."""
+        cfg = self.config
+        assert cfg.grid_shape is not None and cfg.goal_token is not None and cfg.rope_anchor_token is not None
+        rows, cols = cfg.grid_shape
+        goal = grid_cell(tokens, cfg.goal_token)
         cells = torch.arange(rows * cols, device=tokens.device)
-        d_row = (cells // cols)[None] - row[:, None] + rows - 1  # (B, rows*cols), 0 .. 2*rows-2
-        d_col = (cells % cols)[None] - col[:, None] + cols - 1
+        d_row = (cells // cols)[None] - (goal // cols)[:, None] + rows - 1  # (B, rows*cols), 0 .. 2*rows-2
+        d_col = (cells % cols)[None] - (goal % cols)[:, None] + cols - 1
         index = d_row * (2 * cols - 1) + d_col
-        anchor_row, anchor_col = self.anchor_cell(tokens) if token is not None else (row, col)
-        query = index.gather(1, (anchor_row * cols + anchor_col)[:, None])  # the anchor cell's offset
+        query = index.gather(1, grid_cell(tokens, cfg.rope_anchor_token)[:, None])
         return torch.cat((query, index), dim=1)
 
-    def positions(self, tokens: Tensor) -> CosSin | None:
-        """Rotary tables for ``tokens`` (B, seq_len): shared (S, hd) for rope, per sample (B, S, hd) for rope2d."""
-        cfg = self.config
-        if cfg.pos_encodings == "rope":
+    def positions(self, tokens: Tensor) -> CosSin:
+        """Rotary tables for ``tokens`` (B, seq_len): shared (S, hd) for rope, per sample (B, S, hd) for rope2d,
+        where the query token takes the agent's cell."""
+        if self.config.pos_encodings == "rope":
             return self.rotary_emb()
-        if cfg.pos_encodings != "rope2d":
-            return None
-        assert cfg.grid_shape is not None
-        rows, cols = cfg.grid_shape
-        if cfg.rope_anchor_token is None:
-            row = torch.full((tokens.shape[0],), (rows - 1) / 2, device=tokens.device)
-            col = torch.full((tokens.shape[0],), (cols - 1) / 2, device=tokens.device)
-        else:
-            row, col = self.anchor_cell(tokens)
-        return self.rotary_emb_2d(row, col)
+        assert self.config.grid_shape is not None and self.config.rope_anchor_token is not None
+        cols = self.config.grid_shape[1]
+        agent = grid_cell(tokens, self.config.rope_anchor_token)
+        return self.rotary_emb_2d(agent // cols, agent % cols)
 
 
 class QHead(nn.Module):
@@ -202,29 +176,29 @@ class QHead(nn.Module):
         with torch.no_grad():
             trunc_normal_init_(self.q_head.weight, std=0.01 / math.sqrt(D))
 
-    def readout_positions(self, tokens: Tensor) -> Tensor:
-        """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
-        the cell the action moves the agent to, or the agent's own cell for a move off the grid (and, with
-        ``stay_on_blocked``, for a move into a wall or closed door)."""
-        cfg = self.config
-        assert cfg.grid_shape is not None
-        rows, cols = cfg.grid_shape
-        row, col = grid_cell(tokens, cfg.rope_anchor_token, cfg.grid_shape)
-        offsets = self.action_offsets.to(tokens.device)
-        to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
-        inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
-        own = (row * cols + col)[:, None]
-        cell = torch.where(inside, to_row * cols + to_col, own)
-        if cfg.stay_on_blocked:
-            cell = torch.where(self.blocking[tokens.gather(1, cell).long()], own, cell)
-        return cell + 1
-
     def readout_index(self, tokens: Tensor) -> Tensor:
         """(B, P) long: the positions the Q head reads: the query token's (P = 1) or, with
         readout="neighbors", one per action (P = A, :meth:`readout_positions`)."""
         if self.config.readout == "query":
             return torch.zeros((tokens.shape[0], 1), dtype=torch.long, device=tokens.device)
         return self.readout_positions(tokens)
+
+    def readout_positions(self, tokens: Tensor) -> Tensor:
+        """(B, A) long: the position (query first) each action's Q-value is read at with readout="neighbors":
+        the cell the action moves the agent to, or the agent's own cell for a move off the grid (and, with
+        ``stay_on_blocked``, for a move into a wall or closed door)."""
+        cfg = self.config
+        assert cfg.grid_shape is not None and cfg.rope_anchor_token is not None
+        rows, cols = cfg.grid_shape
+        own = grid_cell(tokens, cfg.rope_anchor_token)
+        row, col = own // cols, own % cols
+        offsets = self.action_offsets.to(tokens.device)
+        to_row, to_col = row[:, None] + offsets[:, 0], col[:, None] + offsets[:, 1]
+        inside = (to_row >= 0) & (to_row < rows) & (to_col >= 0) & (to_col < cols)
+        cell = torch.where(inside, to_row * cols + to_col, own[:, None])
+        if cfg.stay_on_blocked:
+            cell = torch.where(self.blocking[tokens.gather(1, cell).long()], own[:, None], cell)
+        return cell + 1
 
     def forward(self, z_read: Tensor) -> Tensor:
         """(B, A) float32 Q-values from z_H at the :meth:`readout_index` positions, (B, P, D). In float32
@@ -249,7 +223,7 @@ class HRMQNetwork(nn.Module):
         net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
         carry = net.initial_carry(batch_size=8)
         tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
-        carry, q = net(carry, tokens)          # q: (8, 4) Q-values
+        carry, q, _ = net(carry, tokens)       # q: (8, 4) Q-values
         done = torch.tensor([True] + [False] * 7)
         carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init
     """
@@ -274,6 +248,56 @@ class HRMQNetwork(nn.Module):
     def L_init(self) -> Tensor:
         """(D,) the fixed initial ``z_L``."""
         return self.core.L_init
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(self, carry: HRMCarry, tokens: Tensor, *, segments: int | None = None, trace: bool = False) -> QOutput:
+        """One environment step: ``segments`` segments of the core's recursion from ``carry`` (default
+        ``config.segments``: acting runs them all; deep supervision calls one at a time).
+
+        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device); tokens: (B, seq_len)
+        integer ids (uint8 or long), or a (B, H, W) grid, flattened row-major. Returns a :class:`QOutput`:
+        the new carry, the Q-values read after the last segment and, with ``trace=True``, the
+        :class:`HRMTrace` of every iteration.
+        """
+        tokens, x, cos_sin, z_H, z_L = self._inputs(carry, tokens)
+        steps: list[tuple[Tensor, Tensor]] | None = [] if trace else None
+        z_H, z_L = self.core(z_H, z_L, x, cos_sin, self._segments(segments), trace=steps)
+        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
+        q_values = self.head(gather_positions(z_H, self.readout_index(tokens)))
+        if steps is None:
+            return QOutput(new_carry, q_values)
+        steps[-1] = new_carry  # the last state, without its graph
+        return QOutput(new_carry, q_values, HRMTrace(z_H=torch.stack([h for h, _ in steps]),
+                                                     z_L=torch.stack([l for _, l in steps])))
+
+    def q_values(self, carry: HRMCarry, tokens: Tensor, *, segments: int | None = None) -> Tensor:
+        """(B, A) float32: the Q-values :meth:`forward` returns, with grad, but no new carry: the last ``z_H``
+        update is computed only at the positions the Q head reads (``readout_index``), not at all ``S``
+        (the DQN update's forward passes)."""
+        tokens, x, cos_sin, z_H, z_L = self._inputs(carry, tokens)
+        z_read, _ = self.core(z_H, z_L, x, cos_sin, self._segments(segments), read=self.readout_index(tokens))
+        return self.head(z_read)
+
+    def readout_index(self, tokens: Tensor) -> Tensor:
+        """(B, P) long: the positions the Q head reads (:meth:`QHead.readout_index`)."""
+        return self.head.readout_index(tokens)
+
+    def _segments(self, segments: int | None) -> int:
+        return self.config.segments if segments is None else segments
+
+    def _inputs(self, carry: HRMCarry, tokens: Tensor) -> tuple[Tensor, Tensor, CosSin, Tensor, Tensor]:
+        """Checked tokens (B, seq_len) on the module's device, ``x~`` and the rotary tables, and the carry in
+        the forward dtype."""
+        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
+        if tokens.dim() != 2 or tokens.shape[1] != self.config.seq_len:
+            raise ValueError(f"tokens must have shape (B, {self.config.seq_len}), got {tuple(tokens.shape)}")
+        device = self.H_init.device
+        tokens = tokens.to(device)
+        x, cos_sin = self.encoder(tokens)
+        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
+        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
+        return tokens, x, cos_sin, z_H, z_L
 
     # ------------------------------------------------------------------ carry
 
@@ -302,67 +326,6 @@ class HRMQNetwork(nn.Module):
             z_H=torch.where(mask, self.H_init.to(carry.z_H), carry.z_H),
             z_L=torch.where(mask, self.L_init.to(carry.z_L), carry.z_L),
         )
-
-    # ---------------------------------------------------------------- forward
-
-    def forward(
-        self,
-        carry: HRMCarry,
-        tokens: Tensor,
-        *,
-        trace: bool = False,
-        segments: int | None = None,
-        q_only: bool = False,
-    ) -> tuple[HRMCarry, Tensor] | tuple[HRMCarry, Tensor, HRMTrace] | Tensor:
-        """``segments`` segments of the core's recursion from ``carry`` (default ``config.segments``: acting runs
-        them all; deep supervision calls one at a time).
-
-        carry: z_H, z_L (B, S, D) (cast to the forward dtype and module device);
-        tokens: (B, seq_len) integer ids (uint8 or long); a (B, H, W) grid is
-        flattened row-major.
-
-        Returns ``(new_carry, q_values)`` with new_carry detached (B, S, D) in the
-        forward dtype and q_values (B, A) float32 read after the last segment, with
-        grad; with ``trace=True``, ``(new_carry, q_values, HRMTrace)`` over every
-        iteration. With ``q_only=True``, just ``q_values``: the same values, but the
-        last ``z_H`` update is computed only at the positions the Q head reads
-        (``readout_index``), not at all ``S`` (the DQN update's forward passes, which
-        need no carry).
-        """
-        if q_only and trace:
-            raise ValueError("q_only and trace exclude each other: q_only computes no final state")
-        cfg = self.config
-        tokens = tokens.flatten(1) if tokens.dim() > 2 else tokens
-        if tokens.dim() != 2 or tokens.shape[1] != cfg.seq_len:
-            raise ValueError(f"tokens must have shape (B, {cfg.seq_len}), got {tuple(tokens.shape)}")
-        device = self.H_init.device
-        tokens = tokens.to(device)
-        x, cos_sin = self.encoder(tokens)
-        z_H = carry.z_H.to(device=device, dtype=self.forward_dtype)
-        z_L = carry.z_L.to(device=device, dtype=self.forward_dtype)
-        segments = cfg.segments if segments is None else segments
-        read = self.readout_index(tokens)
-        steps: list[tuple[Tensor, Tensor]] | None = [] if trace else None
-        z_H, z_L = self.core(z_H, z_L, x, cos_sin, segments, read=read if q_only else None, trace=steps)
-        if q_only:
-            return self.head(z_H)
-        new_carry = HRMCarry(z_H=z_H.detach(), z_L=z_L.detach())
-        q_values = self.head(gather_positions(z_H, read))
-        if steps is None:
-            return new_carry, q_values
-        steps[-1] = tuple(new_carry)  # type: ignore[assignment]
-        return new_carry, q_values, HRMTrace(z_H=torch.stack([h for h, _ in steps]),
-                                             z_L=torch.stack([l for _, l in steps]))
-
-    def readout_index(self, tokens: Tensor) -> Tensor:
-        """(B, P) long: the positions the Q head reads (:meth:`QHead.readout_index`)."""
-        return self.head.readout_index(tokens)
-
-    def q_values(self, z_H: Tensor, tokens: Tensor) -> Tensor:
-        """(B, A) float32 Q-values from the final z_H (B, S, D)."""
-        return self.head(gather_positions(z_H, self.readout_index(tokens)))
-
-    # ------------------------------------------------------------ carry modes
 
     @staticmethod
     def carry_state(carry: HRMCarry, mode: str) -> Tensor:

@@ -61,7 +61,7 @@ class Tokenizer:
 
     def model_fields(self) -> dict[str, Any]:
         """The ``HRMConfig`` fields that come from the observation: sequence length, vocabulary, the
-        token grid, the agent's and goal's token ids (rope2d's anchor, the anchor and goal embeddings),
+        token grid, the agent's and goal's token ids (rope2d's anchor, the goal embedding),
         each action's (row, column) step (the neighbors read-out) and the tokens a move cannot enter."""
         return {
             "seq_len": self.seq_len,

@@ -33,7 +33,7 @@ def test_trm_is_one_network_with_the_gradient_through_the_last_cycle():
     assert not any(name.startswith("core.L_level") or name.startswith("core.H_level") for name, _ in
                    model.named_parameters())
     carry, tokens, weights = random_carry(model), make_tokens(), torch.randn(B, 4)
-    new_carry, q = model(carry, tokens)
+    new_carry, q, _ = model(carry, tokens)
     got = grads_of(model, q, weights)
     z_H, z_L, q_ref = trm_reference(model, carry, tokens)
     expected = grads_of(model, q_ref, weights)
@@ -56,7 +56,7 @@ def test_trm_is_one_network_with_the_gradient_through_the_last_cycle():
 def test_transformer_runs_its_blocks_once_on_the_state_plus_input_with_the_full_gradient():
     model = make_model(core="transformer")
     carry, tokens, weights = random_carry(model), make_tokens(), torch.randn(B, 4)
-    new_carry, q = model(carry, tokens)
+    new_carry, q, _ = model(carry, tokens)
     got = grads_of(model, q, weights)
     x, cos_sin = model.encoder.input_embeddings(tokens), model.encoder.rotary_emb()
     z = model.core.blocks(carry.z_H, x, cos_sin)  # z_L plays no part
@@ -75,12 +75,12 @@ def test_transformer_runs_its_blocks_once_on_the_state_plus_input_with_the_full_
 
 
 @pytest.mark.parametrize("core", ["hrm", "trm", "transformer"])
-def test_q_only_reads_the_same_q_values_for_every_core(core):
+def test_q_values_reads_the_forward_q_values_for_every_core(core):
     model = make_model(core=core, readout="neighbors", pos_encodings="rope2d", grid_shape=(3, 3),
                        rope_anchor_token=4, action_offsets=((-1, 0), (0, 1), (1, 0), (0, -1)))
     carry, tokens = random_carry(model), make_tokens()
     tokens[:, 4] = 4  # the agent in the middle cell
-    torch.testing.assert_close(model(carry, tokens, q_only=True), model(carry, tokens)[1])
+    torch.testing.assert_close(model.q_values(carry, tokens), model(carry, tokens).q_values)
 
 
 @pytest.mark.parametrize("core", ["trm", "transformer"])

@@ -45,8 +45,8 @@ def test_truncated_transition_bootstraps_and_terminated_does_not_in_the_update()
         z_next=None,
     )
     with torch.no_grad():
-        _, q = online(online.initial_carry(2), obs)
-        _, next_q = target(target.initial_carry(2), batch.next_obs)
+        _, q, _ = online(online.initial_carry(2), obs)
+        _, next_q, _ = target(target.initial_carry(2), batch.next_obs)
     y = torch.tensor([0.0, 0.9 * next_q[1].max().item()])
     expected = torch.nn.functional.mse_loss(q[[0, 1], [1, 2]], y).item()
     optimizer = torch.optim.SGD(online.parameters(), lr=0.0)

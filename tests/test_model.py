@@ -79,7 +79,7 @@ def test_gradient_is_the_one_step_gradient_of_the_reference_recursion():
     carry, tokens = random_carry(model), make_tokens()
     weights = torch.randn(B, 4)
 
-    _, q = model(carry, tokens)
+    _, q, _ = model(carry, tokens)
     got = grads_of(model, q, weights)
     *_, q_ref = reference_forward(model, carry, tokens, one_step_grad=True)
     expected = grads_of(model, q_ref, weights)
@@ -97,7 +97,7 @@ def test_gradient_is_the_one_step_gradient_of_the_reference_recursion():
 
 def test_parameters_of_both_modules_and_the_input_network_receive_gradient():
     model = make_model()
-    _, q = model(model.initial_carry(B), make_tokens())
+    _, q, _ = model(model.initial_carry(B), make_tokens())
     q.sum().backward()
     for name, p in model.named_parameters():
         if name == "encoder.embed_tokens.weight":
@@ -116,7 +116,7 @@ def test_no_gradient_reaches_the_initial_state():
     H_init, L_init = model.H_init.clone(), model.L_init.clone()
 
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-    _, q = model(model.initial_carry(B), make_tokens())
+    _, q, _ = model(model.initial_carry(B), make_tokens())
     q.sum().backward()
     optimizer.step()
 
@@ -126,7 +126,7 @@ def test_no_gradient_reaches_the_initial_state():
 
 def test_returned_carry_is_detached_and_q_is_not():
     model = make_model()
-    carry, q = model(model.initial_carry(B), make_tokens())
+    carry, q, _ = model(model.initial_carry(B), make_tokens())
     assert not carry.z_H.requires_grad and not carry.z_L.requires_grad
     assert carry.z_H.grad_fn is None and carry.z_L.grad_fn is None
     assert q.requires_grad
@@ -143,7 +143,7 @@ def test_trace_has_one_entry_per_iteration_and_ends_at_the_returned_carry():
     assert torch.equal(trace.z_H[-1], carry.z_H) and torch.equal(trace.z_L[-1], carry.z_L)
     assert not trace.z_H.requires_grad
     # Tracing changes nothing else.
-    carry2, q2 = model(random_carry(model), make_tokens())
+    carry2, q2, _ = model(random_carry(model), make_tokens())
     assert torch.equal(q, q2) and torch.equal(carry.z_H, carry2.z_H)
 
 
@@ -218,10 +218,10 @@ def test_reset_carry_with_any_numpy_mask(mask_list):
 def test_carrying_the_latent_changes_the_output():
     model = make_model()
     tokens = make_tokens()
-    carry, _ = model(model.initial_carry(B), tokens)
+    carry, _, _ = model(model.initial_carry(B), tokens)
     with torch.no_grad():
-        _, q_carry = model(carry, tokens)
-        _, q_reset = model(model.reset_carry(torch.ones(B, dtype=torch.bool), carry), tokens)
+        _, q_carry, _ = model(carry, tokens)
+        _, q_reset, _ = model(model.reset_carry(torch.ones(B, dtype=torch.bool), carry), tokens)
     assert not torch.allclose(q_carry, q_reset)
 
 
@@ -229,8 +229,8 @@ def test_two_steps_with_carry_equal_the_reference_run_with_the_intermediate_carr
     model = make_model()
     tokens1, tokens2 = make_tokens(1), make_tokens(2)
     with torch.no_grad():
-        carry, _ = model(model.initial_carry(B), tokens1)
-        carry, q = model(carry, tokens2)
+        carry, _, _ = model(model.initial_carry(B), tokens1)
+        carry, q, _ = model(carry, tokens2)
         z_H, z_L, _ = reference_forward(model, model.initial_carry(B), tokens1)
         z_H, z_L, q_ref = reference_forward(model, HRMCarry(z_H, z_L), tokens2)
     assert torch.allclose(q, q_ref, atol=1e-6)
@@ -243,7 +243,7 @@ def test_a_carry_of_another_dtype_is_cast_to_the_forward_dtype():
     compact = HRMCarry(carry.z_H.to(torch.bfloat16), carry.z_L.to(torch.bfloat16))  # as stored in replay
     rounded = HRMCarry(compact.z_H.float(), compact.z_L.float())
     with torch.no_grad():
-        new, q = model(compact, tokens)
+        new, q, _ = model(compact, tokens)
         assert new.z_H.dtype == torch.float32
         assert torch.equal(q, model(rounded, tokens)[1])
 
@@ -252,9 +252,10 @@ def test_a_carry_of_another_dtype_is_cast_to_the_forward_dtype():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("pos_encodings", ["rope", "learned"])
-def test_shapes_and_dtypes(dtype, pos_encodings):
-    model = make_model(forward_dtype=dtype, pos_encodings=pos_encodings)
+@pytest.mark.parametrize("positions", [{"pos_encodings": "rope"},
+                                       {"pos_encodings": "rope2d", "grid_shape": (3, 3), "rope_anchor_token": 4}])
+def test_shapes_and_dtypes(dtype, positions):
+    model = make_model(forward_dtype=dtype, **positions)
     forward_dtype = getattr(torch, dtype)
     carry = model.initial_carry(B)
     assert carry.z_H.dtype == carry.z_L.dtype == forward_dtype
@@ -274,8 +275,8 @@ def test_bfloat16_model_tracks_the_float32_model():
     bf16.load_state_dict(f32.state_dict())
     tokens = make_tokens()
     with torch.no_grad():
-        c32, _ = f32(f32.initial_carry(B), tokens)
-        c16, _ = bf16(bf16.initial_carry(B), tokens)
+        c32, _, _ = f32(f32.initial_carry(B), tokens)
+        c16, _, _ = bf16(bf16.initial_carry(B), tokens)
     assert (c32.z_H - c16.z_H.float()).abs().mean() < 0.05  # states are RMS-normalised, ~1
 
 
@@ -302,7 +303,7 @@ def test_same_seed_gives_same_init_and_outputs_and_another_seed_does_not():
 def test_initial_q_values_are_small_and_differ_between_actions():
     model = make_model()
     with torch.no_grad():
-        _, q = model(model.initial_carry(B), make_tokens())
+        _, q, _ = model(model.initial_carry(B), make_tokens())
     assert q.abs().max() < 0.1
     assert (q.std(dim=1) > 0).all()
 
@@ -312,7 +313,7 @@ def test_initial_q_values_are_small_and_differ_between_actions():
 
 def q_values(model: HRMQNetwork) -> torch.Tensor:
     with torch.no_grad():
-        carry, _ = model(model.initial_carry(B), make_tokens(1))  # exercise a carried step too
+        carry, _, _ = model(model.initial_carry(B), make_tokens(1))  # exercise a carried step too
         return model(carry, make_tokens(2))[1]
 
 
@@ -372,11 +373,19 @@ def test_invalid_config_is_rejected_naming_the_field(overrides, field):
         tiny_config(**overrides)
 
 
-def test_config_counts_the_query_token_and_allows_odd_head_dim_without_rope():
-    cfg = tiny_config(hidden_size=12, num_heads=4, pos_encodings="learned")
+def test_config_counts_the_query_token():
+    cfg = tiny_config()
     assert cfg.total_seq_len == cfg.seq_len + 1 == 10
-    model = HRMQNetwork(cfg)
-    assert model.encoder.embed_pos.weight.shape == (10, 12)
+    cos, _ = HRMQNetwork(cfg).encoder.positions(make_tokens())
+    assert cos.shape == (10, cfg.head_dim)
+
+
+def test_a_retired_field_loads_at_its_inert_value_and_is_refused_at_any_other():
+    assert tiny_config(anchor_embedding=False) == tiny_config()
+    with pytest.raises(ValidationError, match="anchor_embedding: retired"):
+        tiny_config(anchor_embedding=True)
+    with pytest.raises(ValidationError, match="pos_encodings"):
+        tiny_config(pos_encodings="learned")
 
 
 # ---------------------------------------------------------------- devices
@@ -388,7 +397,7 @@ def test_runs_on_cuda(dtype):
     model = make_model(forward_dtype=dtype).cuda()
     carry = model.initial_carry(B)
     assert carry.z_H.is_cuda
-    carry, q = model(carry, make_tokens().cuda())
+    carry, q, _ = model(carry, make_tokens().cuda())
     q.sum().backward()
     carry = model.reset_carry(torch.tensor([True, False, True]), carry)
     assert q.is_cuda and carry.z_L.is_cuda and q.dtype == torch.float32

@@ -55,7 +55,7 @@ def test_with_stay_on_blocked_a_move_into_a_wall_or_closed_door_reads_the_agents
     ]
     assert plain.head.readout_positions(tokens)[0, :2].tolist() == [at(1, 3), at(2, 4)]  # off: the wall's cell
     torch.manual_seed(0)
-    carry, q = model(model.initial_carry(2), tokens)
+    carry, q, _ = model(model.initial_carry(2), tokens)
     assert q[0, 0] == q[0, 1]  # both blocked moves: the value of staying put
 
 
@@ -72,7 +72,7 @@ def test_stay_on_blocked_has_no_effect_on_the_query_read_out():
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**{**FIELDS, "readout": "query", "stay_on_blocked": True}))
     assert not hasattr(model, "blocking")
-    carry, q = model(model.initial_carry(1), grid_with_agent((2, 3)))
+    carry, q, _ = model(model.initial_carry(1), grid_with_agent((2, 3)))
     torch.testing.assert_close(q, model.head.q_head(carry.z_H[:, 0].float()))
 
 
@@ -81,7 +81,7 @@ def test_q_values_are_the_shared_head_at_those_cells_and_train_it():
     model = HRMQNetwork(HRMConfig(**FIELDS))
     assert model.head.q_head.weight.shape == (1, 16)  # one value, shared by every cell
     tokens = grid_with_agent((2, 3), (1, 5))
-    carry, q = model(model.initial_carry(2), tokens)
+    carry, q, _ = model(model.initial_carry(2), tokens)
     assert q.shape == (2, 4) and q.dtype == torch.float32
     index = model.head.readout_positions(tokens)
     expected = model.head.q_head(carry.z_H[torch.arange(2)[:, None], index].float()).squeeze(-1)
@@ -94,7 +94,7 @@ def test_q_values_are_the_shared_head_at_those_cells_and_train_it():
 def test_the_query_read_out_is_unchanged():
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**{**FIELDS, "readout": "query"}))
-    carry, q = model(model.initial_carry(1), grid_with_agent((2, 3)))
+    carry, q, _ = model(model.initial_carry(1), grid_with_agent((2, 3)))
     torch.testing.assert_close(q, model.head.q_head(carry.z_H[:, 0].float()))
 
 
@@ -136,23 +136,22 @@ def test_the_tokenizer_gives_the_envs_moves_as_row_column_steps():
         {},  # the package default: rope2d, neighbours
         {"readout": "query"},
         {"pos_encodings": "rope", "readout": "query"},
-        {"pos_encodings": "learned"},
         {"H_layers": 2, "L_layers": 2, "segments": 2},  # only the last H layer is restricted
         {"goal_embedding": True, "goal_token": 5},
         {"stay_on_blocked": True, "blocking_tokens": (1, 3)},
     ],
 )
-def test_q_only_gives_the_full_forward_q_values_and_gradients(overrides):
-    """The DQN update's forward (q_only: last H update at the read-out positions only) is the same function."""
+def test_q_values_gives_the_full_forward_q_values_and_gradients(overrides):
+    """The DQN update's forward (q_values: last H update at the read-out positions only) is the same function."""
     torch.manual_seed(0)
     model = HRMQNetwork(HRMConfig(**{**FIELDS, **overrides}))
     tokens = grid_with_agent((2, 3), (0, 0), (4, 6), (1, 5))
     tokens[:, cell(3, 1)] = 5  # a goal cell for goal_embedding
     carry = HRMCarry(*(torch.randn(2, 4, 1 + ROWS * COLS, 16)))  # a carried state, different at every position
 
-    _, q_full = model(carry, tokens)
+    _, q_full, _ = model(carry, tokens)
     grads_full = torch.autograd.grad(q_full.square().sum(), list(model.parameters()), allow_unused=True)
-    q_only = model(carry, tokens, q_only=True)
+    q_only = model.q_values(carry, tokens)
     grads_only = torch.autograd.grad(q_only.square().sum(), list(model.parameters()), allow_unused=True)
 
     torch.testing.assert_close(q_only, q_full)
@@ -163,7 +162,7 @@ def test_q_only_gives_the_full_forward_q_values_and_gradients(overrides):
             torch.testing.assert_close(g_only, g_full, msg=name)
 
 
-def test_q_only_cannot_trace():
+def test_q_values_computes_no_final_state_so_it_cannot_trace():
     model = HRMQNetwork(HRMConfig(**FIELDS))
-    with pytest.raises(ValueError, match="q_only"):
-        model(model.initial_carry(1), grid_with_agent((2, 3)), q_only=True, trace=True)
+    with pytest.raises(TypeError, match="trace"):
+        model.q_values(model.initial_carry(1), grid_with_agent((2, 3)), trace=True)

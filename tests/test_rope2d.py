@@ -1,5 +1,5 @@
 """2-D positions: rotary scores depend on row and column offsets, the query token sits on the agent, and
-anchor embeddings give every cell its offset from the agent."""
+the goal embedding gives every cell its offset from the goal."""
 
 from __future__ import annotations
 
@@ -51,53 +51,20 @@ def test_the_query_token_takes_the_anchor_cell():
     torch.testing.assert_close(cos[0, 0], cos[0, 1 + 2 * COLS + 3])
     torch.testing.assert_close(cos[1, 0], cos[1, 1 + 4 * COLS + 1])
     # the network is translation-aware: moving the agent changes the Q-values
-    _, q = model(model.initial_carry(2), tokens)
+    _, q, _ = model(model.initial_carry(2), tokens)
     assert not torch.allclose(q[0], q[1])
 
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"grid_shape": None}, "grid_shape"), ({"grid_shape": (3, 3)}, "grid_shape"), ({"num_heads": 4}, "multiple of 4")],
+    [({"grid_shape": None}, "grid_shape"), ({"grid_shape": (3, 3)}, "grid_shape"), ({"num_heads": 4}, "multiple of 4"),
+     ({"rope_anchor_token": None}, "rope_anchor_token")],
 )
 def test_rope2d_config_is_checked(overrides, message):
     fields = dict(seq_len=ROWS * COLS, vocab_size=6, num_actions=4, hidden_size=24, num_heads=2,
-                  pos_encodings="rope2d", grid_shape=(ROWS, COLS))
+                  pos_encodings="rope2d", grid_shape=(ROWS, COLS), rope_anchor_token=4)
     with pytest.raises(ValueError, match=message):
         HRMConfig(**{**fields, **overrides})
-
-
-def _anchor_model(pos_encodings: str = "rope2d") -> HRMQNetwork:
-    config = HRMConfig(
-        seq_len=ROWS * COLS, vocab_size=6, num_actions=4, hidden_size=16, num_heads=2, H_layers=1, L_layers=1,
-        pos_encodings=pos_encodings, grid_shape=(ROWS, COLS), rope_anchor_token=4, anchor_embedding=True,
-    )
-    return HRMQNetwork(config)
-
-
-def test_anchor_embedding_depends_on_the_offset_from_the_agent_only():
-    torch.manual_seed(0)
-    model = _anchor_model()
-    tokens = torch.zeros(2, ROWS * COLS, dtype=torch.uint8)
-    cell = lambda r, c: r * COLS + c  # noqa: E731
-    tokens[0, cell(1, 1)], tokens[0, cell(2, 4)] = 4, 5  # agent, goal 1 down 3 right of it
-    tokens[1, cell(3, 2)], tokens[1, cell(4, 5)] = 4, 5  # both moved 2 down 1 right
-    x = model.encoder.input_embeddings(tokens)  # (2, 1 + cells, D), query first
-    at = lambda r, c: 1 + cell(r, c)  # noqa: E731
-    torch.testing.assert_close(x[0, at(2, 4)], x[1, at(4, 5)])  # the goal, same offset
-    torch.testing.assert_close(x[0, at(1, 1)], x[1, at(3, 2)])  # the agent: offset (0, 0) ...
-    torch.testing.assert_close(x[0, 0], x[1, 0])  # ... and the query token, also at (0, 0)
-    torch.testing.assert_close(x[0, at(0, 0)], x[1, at(2, 1)])  # an empty cell 1 up 1 left
-    # the same empty cell at a different offset gets a different input
-    assert not torch.allclose(x[0, at(0, 0)], x[1, at(0, 0)])
-    # the index of the query position is that of offset (0, 0), the agent's cell
-    offsets = model.encoder.anchor_offsets(tokens)
-    assert offsets[0, 0] == offsets[0, at(1, 1)] == offsets[1, at(3, 2)]
-    assert offsets.min() >= 0 and offsets.max() < (2 * ROWS - 1) * (2 * COLS - 1)
-
-
-def test_anchor_embedding_needs_a_grid():
-    with pytest.raises(ValueError, match="anchor_embedding needs grid_shape"):
-        HRMConfig(seq_len=ROWS * COLS, vocab_size=6, num_actions=4, anchor_embedding=True)
 
 
 def test_goal_embedding_gives_the_query_the_agents_offset_from_the_goal():
@@ -112,11 +79,12 @@ def test_goal_embedding_gives_the_query_the_agents_offset_from_the_goal():
     tokens[0, cell(1, 1)], tokens[0, cell(2, 4)] = 4, 5  # goal 1 down 3 right of the agent
     tokens[1, cell(2, 2)], tokens[1, cell(3, 5)] = 4, 5  # the same offset elsewhere
     tokens[2, cell(2, 2)], tokens[2, cell(2, 5)] = 4, 5  # another offset
-    offsets = model.encoder.anchor_offsets(tokens, 5)
+    offsets = model.encoder.goal_offsets(tokens)
     at = lambda r, c: 1 + cell(r, c)  # noqa: E731
     assert offsets[0, 0] == offsets[0, at(1, 1)] == offsets[1, 0]  # query: the agent's offset from the goal
     assert offsets[0, 0] != offsets[2, 0]
     assert offsets[0, at(2, 4)] == offsets[2, at(2, 5)]  # the goal's own cell: offset (0, 0)
+    assert offsets.min() >= 0 and offsets.max() < (2 * ROWS - 1) * (2 * COLS - 1)
     x = model.encoder.input_embeddings(tokens)
     torch.testing.assert_close(x[0, 0], x[1, 0])
     assert not torch.allclose(x[0, 0], x[2, 0])

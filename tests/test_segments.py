@@ -46,16 +46,16 @@ def test_acting_runs_all_segments_each_continuing_from_the_last():
     model = net()
     tokens = torch.randint(0, 6, (2, 9), dtype=torch.uint8)
     with torch.no_grad():
-        carry_all, q_all = model(model.initial_carry(2), tokens)
+        carry_all, q_all, _ = model(model.initial_carry(2), tokens)
         carry = model.initial_carry(2)
         for _ in range(SEGMENTS):
-            carry, q = model(carry, tokens, segments=1)
+            carry, q, _ = model(carry, tokens, segments=1)
     torch.testing.assert_close(carry_all.z_H, carry.z_H)
     torch.testing.assert_close(carry_all.z_L, carry.z_L)
     torch.testing.assert_close(q_all, q)
     # and one segment is not the same as three
     with torch.no_grad():
-        one, _ = model(model.initial_carry(2), tokens, segments=1)
+        one, _, _ = model(model.initial_carry(2), tokens, segments=1)
     assert not torch.allclose(one.z_H, carry_all.z_H)
 
 
@@ -72,12 +72,12 @@ def test_gradient_flows_only_through_the_last_iteration_of_the_last_segment():
     model = net()
     tokens = torch.randint(0, 6, (2, 9), dtype=torch.uint8)
     with torch.no_grad():
-        before, _ = model(model.initial_carry(2), tokens, segments=SEGMENTS - 1)
-    _, q_ref = model(before, tokens, segments=1)
+        before, _, _ = model(model.initial_carry(2), tokens, segments=SEGMENTS - 1)
+    _, q_ref, _ = model(before, tokens, segments=1)
     q_ref.sum().backward()
     ref = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    _, q = model(model.initial_carry(2), tokens)
+    _, q, _ = model(model.initial_carry(2), tokens)
     q.sum().backward()
     for g_ref, p in zip(ref, model.parameters()):
         torch.testing.assert_close(p.grad, g_ref)
@@ -89,6 +89,8 @@ def test_deep_supervision_takes_one_optimiser_step_per_segment_against_one_targe
     optimizer = torch.optim.SGD(online.parameters(), lr=0.1)
     target_calls, steps, targets = [], [], []
     target.register_forward_hook(lambda *args: target_calls.append(1))
+    original_q_values = target.q_values
+    monkeypatch.setattr(target, "q_values", lambda *a, **k: (target_calls.append(1), original_q_values(*a, **k))[1])
     original_step = optimizer.step
     monkeypatch.setattr(optimizer, "step", lambda *a, **k: (steps.append(1), original_step(*a, **k))[1])
     import hrm_agent.dqn as dqn
@@ -112,7 +114,7 @@ def test_deep_supervision_segments_continue_from_the_detached_carry():
     batch = random_batch(online)
     dqn_update(online, target, optimizer, batch, gamma=0.9, deep_supervision=True)
     with torch.no_grad():
-        carry, _ = online(online.initial_carry(4), batch.obs)
+        carry, _, _ = online(online.initial_carry(4), batch.obs)
     torch.testing.assert_close(seen[-1], carry.z_H)
 
 
@@ -148,7 +150,7 @@ def test_warmup_lr_is_linear_then_constant():
 def test_carry_state_round_trip(mode):
     model = net()
     with torch.no_grad():
-        carry, _ = model(model.initial_carry(3), torch.randint(0, 6, (3, 9), dtype=torch.uint8))
+        carry, _, _ = model(model.initial_carry(3), torch.randint(0, 6, (3, 9), dtype=torch.uint8))
     state = model.carry_state(carry, mode)
     S, D = model.config.total_seq_len, model.config.hidden_size
     assert state.shape == ((2, 3, S, D) if mode == "full" else (2, 3, D))

@@ -94,22 +94,22 @@ def make_update(
     next_obs = torch.randint(0, cfg.vocab_size, (batch_size, cfg.seq_len), dtype=torch.uint8, generator=generator)
     actions = torch.randint(0, cfg.num_actions, (batch_size, 1), generator=generator)
     with torch.no_grad():  # a realistic, non-initial stored latent
-        carry, _ = online(online.initial_carry(batch_size), obs)
-        next_carry, _ = online(carry, next_obs)
+        carry = online(online.initial_carry(batch_size), obs).carry
+        next_carry = online(carry, next_obs).carry
 
     steps = cfg.segments if deep_supervision else 1
 
     def update() -> None:  # the forward passes of hrm_agent.dqn.dqn_update
         with torch.no_grad():
-            next_q = target(next_carry, next_obs, q_only=True)
+            next_q = target.q_values(next_carry, next_obs)
         y = next_q.max(dim=1).values
         start = carry
         for _ in range(steps):
             online.zero_grad(set_to_none=True)
             if deep_supervision:
-                start, q = online(start, obs, segments=1)
+                start, q, _ = online(start, obs, segments=1)
             else:
-                q = online(start, obs, q_only=True)
+                q = online.q_values(start, obs)
             loss = (q.gather(1, actions).squeeze(1) - y).square().mean()
             loss.backward()
 
