@@ -332,7 +332,7 @@ def test_unknown_keyword_gets_one_line_naming_it_and_the_accepted_ones(env_id, k
     assert message.startswith(f"{cls} got an unknown keyword {keyword!r}{hint}; accepted: ")
     assert "\n" not in message and "environment creator" not in message
     accepted = message.split("; accepted: ")[1].split(", ")
-    assert accepted == envs.base.accepted_keywords(type(gym.make(env_id).unwrapped))
+    assert accepted == envs.checks.accepted_keywords(type(gym.make(env_id).unwrapped))
     assert {"max_steps", "bump_penalty", "step_penalty", "change_prob", "tile_size", "agent_view_size"} <= set(accepted)
     assert "grid_size" not in accepted and "mission_space" not in accepted
 
