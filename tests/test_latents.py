@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from envs.base import static_kwargs
+from envs.interventions import intervene, static_kwargs
 from hrm_agent import HRMAgent
 from hrm_agent.evaluate import evaluate
-from hrm_agent.latents import FORMAT, LatentsError, load, record_traces, save
+from hrm_agent.latents import FORMAT, LatentsError, load, save
+from hrm_agent.recording import record_traces
 
 from conftest import TINY_ENV, TINY_MODEL, tiny_config
 
@@ -214,7 +215,7 @@ def test_an_intervention_changes_the_grid_the_next_step_sees_and_is_recorded(kin
         for r in rows[:K]:
             np.testing.assert_array_equal(lat.obs[r], obs)
             obs, *_ = env.step(int(lat.action[r]))
-        assert env.unwrapped.intervene(kind)
+        assert intervene(env.unwrapped, kind)
         seen = lat.obs[rows[K]]
         np.testing.assert_array_equal(seen, env.unwrapped.gen_obs())
         assert not np.array_equal(seen, obs)  # what the step would have seen without it
