@@ -85,6 +85,7 @@ from typing import Any
 import numpy as np
 
 from hrm_agent.checkpoint import atomic_write
+from hrm_agent.runs import UsageError
 
 FORMAT = "hrm-agent-latents"
 VERSION = 1
@@ -104,10 +105,6 @@ _ARRAY_ENTRIES = (
 )
 _OPTIONAL_ENTRIES = ("path_changed", "intervention_step", "read_positions")
 _METADATA_KEYS = ("variant", "env_id", "H_cycles", "L_cycles", "hidden_size", "total_seq_len")
-
-
-class LatentsError(ValueError):
-    """A latents file is missing, truncated, corrupt, foreign, of another version or inconsistent."""
 
 
 @dataclass
@@ -206,7 +203,7 @@ def save(path: str | Path, latents: Latents) -> Path:
 def load(path: str | Path) -> Latents:
     """Read a file written by :func:`save`.
 
-    Raises ``LatentsError`` with a one-line reason for a missing, truncated, corrupt or foreign
+    Raises ``UsageError`` with a one-line reason for a missing, truncated, corrupt or foreign
     file, another format version, or entries whose shapes do not fit together.
 
     Example (``runs/<run>`` a training run, evaluated with
@@ -222,44 +219,44 @@ def load(path: str | Path) -> Latents:
     """
     path = Path(path)
     if not path.is_file():
-        raise LatentsError(f"no such latents file: {path}")
+        raise UsageError(f"no such latents file: {path}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if "format" not in names or str(npz["format"]) != FORMAT:
-                raise LatentsError(f"{path} is not an hrm-agent latents file")
+                raise UsageError(f"{path} is not an hrm-agent latents file")
             version = int(npz["version"]) if "version" in names else None
             if version != VERSION:
-                raise LatentsError(
+                raise UsageError(
                     f"{path} has latents format version {version}, this hrm-agent reads version {VERSION}"
                 )
             missing = [name for name in ("metadata", *_ARRAY_ENTRIES) if name not in names]
             if missing:
-                raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
+                raise UsageError(f"{path} lacks the entries {', '.join(missing)}")
             metadata = json.loads(str(npz["metadata"]))
             arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
             for name in _OPTIONAL_ENTRIES:
                 if name in names:
                     arrays[name] = npz[name]
-    except LatentsError:
+    except UsageError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LatentsError(f"{path} is truncated, corrupt or not an .npz file ({reason})") from None
+        raise UsageError(f"{path} is truncated, corrupt or not an .npz file ({reason})") from None
     except Exception as err:  # zlib.error and friends from a damaged member
-        raise LatentsError(f"{path} is truncated or corrupt ({type(err).__name__})") from None
+        raise UsageError(f"{path} is truncated or corrupt ({type(err).__name__})") from None
     if not isinstance(metadata, dict):
-        raise LatentsError(f"{path}: metadata is not a JSON object")
+        raise UsageError(f"{path}: metadata is not a JSON object")
     latents = Latents(**arrays, metadata=metadata)
     _check(latents, str(path))
     return latents
 
 
 def _check(latents: Latents, name: str) -> None:
-    """Raise ``LatentsError`` unless the entries' shapes and the metadata fit together."""
+    """Raise ``UsageError`` unless the entries' shapes and the metadata fit together."""
 
     def fail(reason: str) -> None:
-        raise LatentsError(f"{name}: {reason}")
+        raise UsageError(f"{name}: {reason}")
 
     meta = latents.metadata
     missing = [key for key in _METADATA_KEYS if key not in meta]
