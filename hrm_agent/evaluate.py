@@ -34,10 +34,12 @@ import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+
+from envs.interventions import Intervention, static_kwargs
 
 ACTION_NAMES = ("up", "right", "down", "left")  # actions 0..3 of our envs (envs/base.py)
 # Start distances (BFS moves) the evaluation report groups episodes by: 1-9, 10-19, 20 and more.
@@ -71,10 +73,9 @@ class Policy(Protocol):
     ) -> tuple[np.ndarray, Any]: ...
 
 
-@runtime_checkable
 class LatentRecording(Protocol):
     """What ``policy.record_latents(n_episodes, positions)`` returns: a context manager that records the
-    policy's forward passes while it is entered (``hrm_agent.latents.ForwardRecorder`` for the HRM agent).
+    policy's forward passes while it is entered (``hrm_agent.recording.ForwardRecorder`` for the HRM agent).
 
     :func:`evaluate` calls ``predict`` once per step, then ``add`` with the step's active rows, what
     they observed and did, and ``finish`` once the episodes ended.
@@ -202,8 +203,6 @@ def evaluate(
     (:class:`envs.interventions.Intervention`); the envs run without their own changes
     (:func:`envs.interventions.static_kwargs`) unless ``env_kwargs`` says otherwise.
     """
-    from envs.interventions import Intervention, static_kwargs
-
     if intervention is not None and intervention_step < 1:
         raise ValueError(f"intervention_step must be at least 1, got {intervention_step}")
     env_id = env_id or getattr(policy, "env_id", None)

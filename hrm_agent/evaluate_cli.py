@@ -22,7 +22,7 @@ import numpy as np
 from hrm_agent.evaluate import (
     ACTION_NAMES, EVAL_SEED_OFFSET, STUCK_CELLS, STUCK_WINDOW, TEST_EPISODES, TEST_SEED, evaluate,
 )
-from hrm_agent.runs import one_line_errors
+from hrm_agent.runs import UsageError, one_line_errors
 
 
 @one_line_errors
@@ -94,14 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     from envs.interventions import static_kwargs
     from hrm_agent.agent import HRMAgent
     from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
-    from hrm_agent.checkpoint import CheckpointError
 
     try:
         agent = HRMAgent.load(args.run, device=args.device)
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.validation:  # the episodes of the run's evaluations during training (HRMAgent._evaluate)
+    except ValueError as err:  # CheckpointError included: a missing, foreign or damaged file
+        raise UsageError(str(err)) from None
+    if args.validation:  # the episodes of the run's evaluations during training
         args.episodes, args.seed = agent.config.eval_episodes, agent.seed + EVAL_SEED_OFFSET
     # an intervention's settling is read from the latents, so it records them (kept only with --save-latents)
     result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
@@ -173,21 +171,16 @@ def main(argv: list[str] | None = None) -> int:
 
         text = json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in report.items()},
                           indent=2)
-        try:
-            atomic_write(Path(args.json), lambda f: f.write((text + "\n").encode()))
-        except OSError as err:
-            print(f"error: cannot write {args.json}: {err.strerror or err}", file=sys.stderr)
-            return 2
+        atomic_write(Path(args.json), lambda f: f.write((text + "\n").encode()))  # one_line_errors reports a failure
         print(f"wrote {args.json}")
     if result.latents is not None and args.save_latents is not None:
         path = latents_path
         result.latents.metadata.update(source=str(source), run=run_dir.resolve().name)
-        try:
-            latents.save(path, result.latents)
-        except OSError as err:
-            print(f"error: cannot write {path}: {err.strerror or err}", file=sys.stderr)
-            return 2
+        latents.save(path, result.latents)
         print(f"wrote {path}: {result.latents.n_steps} steps x {result.latents.iterations} iterations "
               f"({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,9 +9,10 @@ of ``M*N*T`` iterations (``M = segments``, ``N = H_cycles``, ``T = L_cycles``;
 every iteration of every segment is recorded); ``z^i`` is the state
 after iteration ``i``; ``S = seq_len + 1`` positions (query token first), ``D``
 the hidden size. The recorded iterations come from the network's own trace
-(``HRMQNetwork.forward(..., trace=True)``) of the very forward pass that chose
-the action, so the last one, ``z^{MNT}``, is the state the agent's carry came from
-(all of it with ``carry: full``; its query-position vectors with ``carry: token``).
+(``HRMQNetwork.forward(..., trace=True)``, collected by :mod:`hrm_agent.recording`)
+of the very forward pass that chose the action, so the last one, ``z^{MNT}``,
+is the state the agent's carry came from (all of it with ``carry: full``; its
+query-position vectors with ``carry: token``).
 
 File format ``hrm-agent-latents``, version 1: a compressed NumPy ``.npz`` (no
 pickled objects; ``numpy.load`` opens it as well). ``n`` recorded steps, ``E``
