@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hrm_agent import analysis
-    from hrm_agent.latents import DEFAULT_NAME, LatentsError
+    from hrm_agent.latents import DEFAULT_NAME
+    from hrm_agent.runs import UsageError
 
     try:
         runs = [analysis.existing_run_dir(run) for run in args.runs]
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             if all(s.read_positions is not None and s.positions == "all" for s in sets):
                 paths += analysis.write_convergence(sets, args.out, split=split, measure="read")
                 paths += analysis.write_divergence(sets, args.out, measure="read")
-    except (analysis.AnalysisError, LatentsError, OSError) as err:
+    except (analysis.AnalysisError, UsageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not sets:

@@ -102,7 +102,7 @@ def latent_figures(agents: list[Any], episodes: int, out: Path) -> list[Path]:
 
 def replanning_rows(env_id: str, agents: list[tuple[str, Any]], episodes: int) -> list[dict[str, Any]]:
     """One row per agent (the oracle included) and intervention; seeds of the test set, no env changes."""
-    from envs.base import static_kwargs
+    from envs.interventions import static_kwargs
     from hrm_agent.analysis import settling_table
     from hrm_agent.evaluate import TEST_SEED, evaluate
 

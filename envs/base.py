@@ -51,16 +51,12 @@ which minigrid's wrappers (``FullyObsWrapper``, ``ImgObsWrapper``,
 Keywords: each env accepts its own documented keywords plus these of
 minigrid's ``MiniGridEnv``: ``tile_size``, ``agent_view_size`` (the
 ``"minigrid"`` view), ``see_through_walls``, ``highlight``, ``screen_size``,
-``agent_pov``. Any other keyword raises a one-line ``ValueError`` naming it
-and listing the accepted ones; a bad value raises a ``ValueError`` naming the
-parameter and its range.
+``agent_pov``; the checks are in :mod:`envs.checks`. The re-planning test's
+changes to the grid are in :mod:`envs.interventions`.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
-import math
 import operator
 from typing import Any
 
@@ -71,12 +67,12 @@ from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Door, Goal, Wall
 from minigrid.minigrid_env import MiniGridEnv
 
-from envs.oracle import MOVES, bfs_distances
+from envs.checks import check_choice, check_view_size
+from envs.oracle import MOVES, bfs_distances, shortest_path_cells
 from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN, EMPTY, GOAL, NUM_TOKENS, PASSABLE, WALL
 
 OBS_MODES = ("full", "minigrid")
 RENDER_MODES = ("human", "rgb_array")
-INTERVENTIONS = ("goal", "door")
 
 # minigrid's agent_dir (0 right, 1 down, 2 left, 3 up) for each of our actions,
 # so rendering points the agent the way it last moved.
@@ -85,117 +81,6 @@ _ACTION_TO_DIR = (3, 0, 1, 2)
 _PASSABLE = tuple(bool(p) for p in PASSABLE)
 
 DOOR_COLOR = "yellow"
-
-# The MiniGridEnv keywords that make sense here (grid size, max_steps,
-# render_mode and the mission are set by the envs themselves).
-MINIGRID_KWARGS = ("tile_size", "agent_view_size", "see_through_walls", "highlight", "screen_size", "agent_pov")
-
-
-def static_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """DynamicMaze-v0/FourRooms-v0 keywords ``kwargs`` with the walls and doors held still: the
-    probability of the env's changes set to 0 (``toggle_prob`` with the maze's ``dynamics="toggle"``,
-    else ``change_prob``)."""
-    return {**kwargs, ("toggle_prob" if kwargs.get("dynamics") == "toggle" else "change_prob"): 0.0}
-
-
-# --- argument validation (ValueError naming the parameter and allowed range) ---
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def check_size(size: Any, minimum: int = 5, name: str = "size") -> int:
-    """An odd integer >= ``minimum``."""
-    if not _is_int(size) or size < minimum or size % 2 == 0:
-        raise ValueError(f"{name} must be an odd integer >= {minimum}, got {size!r}")
-    return int(size)
-
-
-def check_int(name: str, value: Any, low: int, high: int) -> int:
-    """An integer in ``[low, high]``."""
-    if not _is_int(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return int(value)
-
-
-def check_prob(name: str, value: Any) -> float:
-    """A probability in ``[0, 1]`` (NaN fails the comparison)."""
-    if not _is_real(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
-
-
-def check_max_steps(max_steps: Any, width: int, height: int) -> int:
-    """A positive integer; None means ``4 * max(width, height)`` (the previous default)."""
-    if max_steps is None:
-        return 4 * max(width, height)
-    if not _is_int(max_steps) or max_steps < 1:
-        raise ValueError(
-            f"max_steps must be a positive integer (>= 1) or None (= 4 * max(width, height)), got {max_steps!r}"
-        )
-    return int(max_steps)
-
-
-def check_penalty(name: str, value: Any) -> float:
-    """A finite number >= 0."""
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> Any:
-    """One of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """True or False (numpy booleans included)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def accepted_keywords(env_cls: type) -> list[str]:
-    """The keywords ``env_cls(...)`` accepts: its own parameters, then :data:`MINIGRID_KWARGS`."""
-    params = inspect.signature(env_cls.__init__).parameters.values()
-    own = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD]
-    return own + [k for k in MINIGRID_KWARGS if k not in own]
-
-
-def check_minigrid_kwargs(
-    env_cls: type,
-    kwargs: dict[str, Any],
-    renamed: dict[str, str] | None = None,
-    aliases: dict[str, str] | None = None,
-) -> None:
-    """Reject the first keyword that is neither ``env_cls``'s nor in :data:`MINIGRID_KWARGS`.
-
-    Raises a one-line ``ValueError`` (not ``TypeError``, which ``gymnasium.make``
-    would extend with its own text) that names the keyword, suggests the one
-    meant (``renamed``: old keyword names of this env -> new ones; ``aliases``:
-    likely slips -> the keyword meant; else the closest accepted name) and
-    lists the accepted keywords.
-    """
-    unknown = [k for k in kwargs if k not in MINIGRID_KWARGS]
-    if not unknown:
-        return
-    accepted = accepted_keywords(env_cls)
-    name = unknown[0]
-    if renamed and name in renamed:
-        hint = f" (renamed {renamed[name]})"
-    elif aliases and name in aliases:
-        hint = f" (did you mean {aliases[name]}?)"
-    else:
-        close = difflib.get_close_matches(str(name), accepted, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ValueError(f"{env_cls.__name__} got an unknown keyword {name!r}{hint}; accepted: {', '.join(accepted)}")
 
 
 class DynamicGridEnv(MiniGridEnv):
@@ -214,8 +99,8 @@ class DynamicGridEnv(MiniGridEnv):
         bump_penalty: subtracted as well on a step that does not move the agent (validated).
         obs_mode: ``"full"`` or ``"minigrid"``.
         render_mode: None, ``"rgb_array"`` or ``"human"``.
-        **minigrid_kwargs: passed to ``MiniGridEnv``; only :data:`MINIGRID_KWARGS`
-            (subclasses check with :func:`check_minigrid_kwargs`).
+        **minigrid_kwargs: passed to ``MiniGridEnv``; only ``envs.checks.MINIGRID_KWARGS``
+            (subclasses check with ``envs.checks.check_minigrid_kwargs``).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 10}
@@ -233,10 +118,8 @@ class DynamicGridEnv(MiniGridEnv):
     ) -> None:
         check_choice("obs_mode", obs_mode, OBS_MODES)
         check_choice("render_mode", render_mode, (None, *RENDER_MODES))
-        if "agent_view_size" in minigrid_kwargs:  # minigrid only asserts this
-            view = minigrid_kwargs["agent_view_size"]
-            if not _is_int(view) or view < 3 or view % 2 == 0:
-                raise ValueError(f"agent_view_size must be an odd integer >= 3, got {view!r}")
+        if "agent_view_size" in minigrid_kwargs:
+            check_view_size(minigrid_kwargs["agent_view_size"])
         # The agent sees the whole grid in "full" mode, so minigrid's highlight
         # of an egocentric view cone would be misleading there.
         minigrid_kwargs.setdefault("highlight", obs_mode == "minigrid")
@@ -330,6 +213,20 @@ class DynamicGridEnv(MiniGridEnv):
         """A wall/door may never close onto the agent or the goal."""
         return pos != self.agent_pos and pos != self.goal_pos
 
+    def set_cell(self, pos: tuple[int, int], token: int) -> None:
+        """Put ``EMPTY``, ``WALL``, ``DOOR_CLOSED``, ``DOOR_OPEN`` or ``GOAL`` on cell ``pos`` = (x, y), in both
+        grids. A door put here is none of the dynamic ones, a goal does not move ``goal_pos``."""
+        objects = {EMPTY: lambda: None, WALL: Wall, GOAL: Goal, DOOR_CLOSED: lambda: Door(DOOR_COLOR, is_open=False),
+                   DOOR_OPEN: lambda: Door(DOOR_COLOR, is_open=True)}
+        check_choice("token", token, tuple(objects))
+        x, y = pos
+        self._tokens[y, x] = token
+        obj = objects[token]()
+        self.grid.set(x, y, obj)
+        if obj is not None:
+            obj.init_pos = obj.cur_pos = (x, y)
+        self._dist = None
+
     @property
     def layout(self) -> np.ndarray:
         """(H, W) uint8 copy of the current token grid without the agent."""
@@ -390,80 +287,8 @@ class DynamicGridEnv(MiniGridEnv):
             return True
         if dist_before[y, x] < 0:  # the goal was and stays cut off
             return False
-        from_agent = bfs_distances(before, self.agent_pos)
-        on_path = (from_agent >= 0) & (dist_before >= 0) & (from_agent + dist_before == dist_before[y, x])
+        on_path = shortest_path_cells(before, self.agent_pos, dist_before)
         return bool(np.any(on_path & (before != self._tokens)))
-
-    # --- interventions: the re-planning test (python -m hrm_agent.evaluate --intervention) ---
-
-    def intervene(self, kind: str) -> bool:
-        """Change the grid under the agent between two steps, so that its current plan no longer holds.
-
-        ``"goal"``: move the goal to a random empty cell the agent can reach that lies on none of its
-        shortest paths to the old goal. ``"door"``: close a door on a cell of the agent's shortest path
-        whose closing makes the goal farther but still reachable: the nearest such doorway (a cell between
-        two walls, like the maze's gaps and the four rooms' doorways), else the nearest such cell. The
-        door stays closed: it is not one of the dynamic doors (evaluate with ``change_prob=0`` so that
-        nothing else moves). Randomness comes from ``self.np_random``. Returns False, changing nothing,
-        where no cell qualifies (e.g. the agent is next to the goal). The next observation is
-        :meth:`gen_obs`; ``info`` of later steps describes the new grid.
-        """
-        check_choice("intervention", kind, INTERVENTIONS)
-        return self._move_goal() if kind == "goal" else self._close_path()
-
-    def shortest_path_cells(self) -> np.ndarray:
-        """(H, W) bool: the cells on some shortest path from the agent to the goal, both included
-        (all False when the goal is cut off)."""
-        x, y = self.agent_pos
-        dist = self.distances()
-        if dist[y, x] < 0:
-            return np.zeros(dist.shape, dtype=bool)
-        from_agent = bfs_distances(self._tokens, self.agent_pos)
-        return (from_agent >= 0) & (dist >= 0) & (from_agent + dist == dist[y, x])
-
-    def _move_goal(self) -> bool:
-        x, y = self.agent_pos
-        free = (self._tokens == EMPTY) & (bfs_distances(self._tokens, self.agent_pos) >= 0)
-        free &= ~self.shortest_path_cells()
-        free[y, x] = False
-        ys, xs = np.nonzero(free)
-        if not len(xs):
-            return False
-        i = int(self.np_random.integers(len(xs)))
-        old_x, old_y = self.goal_pos
-        self._tokens[old_y, old_x] = EMPTY
-        self.grid.set(old_x, old_y, None)
-        self.goal_pos = (int(xs[i]), int(ys[i]))
-        self._tokens[self.goal_pos[1], self.goal_pos[0]] = GOAL
-        self.put_obj(Goal(), *self.goal_pos)
-        self._dist = None
-        return True
-
-    def _close_path(self) -> bool:
-        x, y = self.agent_pos
-        before = int(self.distances()[y, x])
-        if before < 2:  # no cell between the agent and the goal (or no path)
-            return False
-        on_path = self.shortest_path_cells() & (self._tokens == EMPTY)
-        on_path[y, x] = False
-        from_agent = bfs_distances(self._tokens, self.agent_pos)
-        tokens = self._tokens
-
-        def doorway(cx: int, cy: int) -> bool:
-            return (not _PASSABLE[tokens[cy, cx - 1]] and not _PASSABLE[tokens[cy, cx + 1]]) or (
-                not _PASSABLE[tokens[cy - 1, cx]] and not _PASSABLE[tokens[cy + 1, cx]])
-
-        cells = sorted((not doorway(cx, cy), int(from_agent[cy, cx]), cx, cy)
-                       for cy, cx in zip(*np.nonzero(on_path)))
-        for _, _, cx, cy in cells:
-            tokens[cy, cx] = DOOR_CLOSED
-            after = int(bfs_distances(tokens, self.goal_pos)[y, x])
-            if after > before:
-                self.grid.set(cx, cy, Door(DOOR_COLOR, is_open=False))
-                self._dist = None
-                return True
-            tokens[cy, cx] = EMPTY
-        return False
 
     def gen_obs(self) -> Any:
         """The observation: (H, W) uint8 tokens in ``"full"`` mode, minigrid's dict otherwise."""

@@ -88,8 +88,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.base import (
-    DynamicGridEnv,
+from envs.base import DynamicGridEnv
+from envs.checks import (
     check_bool,
     check_choice,
     check_int,

@@ -59,6 +59,16 @@ def bfs_distances(tokens: np.ndarray, goal: tuple[int, int]) -> np.ndarray:
     return np.array(dist, dtype=np.int32).reshape(h + 2, stride)[1:-1, 1:-1]
 
 
+def shortest_path_cells(tokens: np.ndarray, start: tuple[int, int], to_goal: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the cells on some shortest path from ``start`` to the goal, both ends included.
+
+    ``to_goal`` is ``bfs_distances(tokens, goal)``; all False where the goal cannot be reached.
+    """
+    x, y = start
+    from_start = bfs_distances(tokens, start)
+    return (from_start >= 0) & (to_goal >= 0) & (from_start + to_goal == to_goal[y, x]) & (to_goal[y, x] >= 0)
+
+
 def find_token(tokens: np.ndarray, token: int) -> tuple[int, int] | None:
     """(x, y) of the single cell holding ``token``, or None if there is none."""
     flat = np.flatnonzero(np.asarray(tokens) == token)

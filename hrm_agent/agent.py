@@ -134,6 +134,15 @@ class HRMAgent:
             actions = np.where(explore, self.rng.integers(0, self.action_space.n, size=batch), actions)
         return (actions[0] if single else actions), end
 
+    def record_latents(self, n_episodes: int, positions: str = "all") -> Any:
+        """A recorder of the forward passes :meth:`predict` makes while it is entered, the hook of
+        ``evaluate(..., record_latents=True)`` (:class:`hrm_agent.recording.ForwardRecorder`)."""
+        from hrm_agent.recording import ForwardRecorder
+
+        carry = self.config.carry if self.config.carry_z else None
+        return ForwardRecorder(self.online, self.tokenizer, n_episodes, positions,
+                               {"variant": self.variant, "seed": self.seed, "carry": carry})
+
     def exploration_rate(self) -> float:
         """ε at the current step of the training schedule."""
         return loop.exploration_rate(self)

@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from hrm_agent.checkpoint import atomic_write
-from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, LatentsError, load
+from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, load
+from hrm_agent.runs import UsageError
 
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 LEARNING_TAGS = ("eval/success_rate", "rollout/success_rate")
@@ -90,7 +91,7 @@ def figure_command(
     args = parser.parse_args(argv)
     try:
         paths = write(args)
-    except (AnalysisError, LatentsError, OSError) as err:
+    except (AnalysisError, UsageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print("wrote " + ", ".join(map(str, paths)))
@@ -409,7 +410,7 @@ def latents_path(source: str | Path) -> Path:
 
 
 def load_latents(sources: Sequence[str | Path]) -> list[Latents]:
-    """The recordings of run directories or latents files (``LatentsError`` on a bad file)."""
+    """The recordings of run directories or latents files (``UsageError`` on a bad file)."""
     return [load(latents_path(s)) for s in sources]
 
 

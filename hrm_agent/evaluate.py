@@ -1,46 +1,45 @@
 """Greedy evaluation of a trained agent: ``python -m hrm_agent.evaluate RUN_DIR --episodes 100``.
 
-All episodes run side by side (one batched forward pass per step), each on
-its own environment seeded ``seed + i``, so the same seed evaluates the same
-episodes. Path efficiency of a successful episode is the BFS shortest-path
-length at its start divided by the steps it took (1.0 = optimal; in a changing
-world the start's shortest path may become impossible, so it is a guide, not a
-bound). Where the envs report them, the printout also says where the agent
-fails: success by the start's shortest-path length (1-9, 10-19, 20+ moves,
-and episodes that start with no path), and how many failed episodes are
-stuck (on at most 2 cells over their last 20 steps: walking into a wall or
-closed door, or stepping back and forth).
+:func:`evaluate` plays episodes with any policy that has stable-baselines3's ``predict(observation,
+state=None, episode_start=None, deterministic=True) -> (actions, state)`` (:class:`Policy`), as SB3's
+``evaluate_policy`` does: the HRM agent, the SB3 baselines (``hrm_agent.baselines.sb3.EvalPolicy``),
+the BFS oracle. All episodes run side by side (one batched ``predict`` per step), each on its own
+environment seeded ``seed + i``, so the same seed evaluates the same episodes. Path efficiency of a
+successful episode is the BFS shortest-path length at its start divided by the steps it took (1.0 =
+optimal; in a changing world the start's shortest path may become impossible, so it is a guide, not a
+bound). Where the envs report them, the result also says where the agent fails: success by the start's
+shortest-path length (1-9, 10-19, 20+ moves, and episodes that start with no path), and how many failed
+episodes are stuck (on at most 2 cells over their last 20 steps: walking into a wall or closed door, or
+stepping back and forth).
 
-With ``--save-latents [PATH]`` (default ``RUN_DIR/latents.npz``) the same
-evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the
-``N*T`` recurrent iterations together with the observation, action, reward,
-``changed`` and ``path_changed`` flags and agent position (format: :mod:`hrm_agent.latents`).
+With ``record_latents`` (``--save-latents [PATH]``, default ``RUN_DIR/latents.npz``) the same
+evaluation also records, for every step, ``z_H`` and ``z_L`` after each of the ``N*T`` recurrent
+iterations together with the observation, action, reward, ``changed`` and ``path_changed`` flags and
+agent position (format: :mod:`hrm_agent.latents`). Only a policy that offers ``record_latents``
+(:class:`LatentRecording`; ``HRMAgent`` does) can be recorded.
 
-With ``--intervention goal|door`` the evaluation is a re-planning test: after
-``--intervention-step K`` steps (default 3) of every episode still running, the
-goal is moved off the agent's shortest path, or a door is closed on it (see
-``DynamicGridEnv.intervene``); the episodes run with ``change_prob=0``, so the
-intervention is the only change. It reports the success rate of the episodes
-it was applied to (beside the same episodes run again without it), their steps
-after it over the new shortest path, and how
-many recurrent iterations the latent takes to settle at the step that first
-sees the new grid, beside the other steps (:func:`hrm_agent.analysis.settling_iterations`).
+With ``intervention="goal"|"door"`` (``--intervention``) the evaluation is a re-planning test: after
+``intervention_step`` steps (default 3) of every episode still running, the goal is moved off the
+agent's shortest path, or a door is closed on it (:mod:`envs.interventions`); the episodes run with
+``change_prob=0``, so the intervention is the only change. The command line (:mod:`hrm_agent.evaluate_cli`)
+reports the success rate of the episodes it was applied to (beside the same episodes run again without
+it), their steps after it over the new shortest path, and how many recurrent iterations the latent takes
+to settle at the step that first sees the new grid, beside the other steps
+(:func:`hrm_agent.analysis.settling_iterations`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from hrm_agent.runs import one_line_errors
+from envs.interventions import Intervention, static_kwargs
 
 ACTION_NAMES = ("up", "right", "down", "left")  # actions 0..3 of our envs (envs/base.py)
 # Start distances (BFS moves) the evaluation report groups episodes by: 1-9, 10-19, 20 and more.
@@ -57,8 +56,39 @@ EVAL_SEED_OFFSET = 1_000_000  # validation episodes during training: seed + EVAL
 TEST_EPISODES = 1024
 
 if TYPE_CHECKING:
-    from hrm_agent.agent import HRMAgent
     from hrm_agent.latents import Latents
+
+
+class Policy(Protocol):
+    """What :func:`evaluate` plays: stable-baselines3's ``predict``, on a batch of observations.
+
+    ``env_id`` (and optionally ``env_kwargs``) name the env to play, unless :func:`evaluate` is given
+    ``env_id``. ``state`` is whatever the policy carries between steps (None at first); rows with
+    ``episode_start`` True start a new episode.
+    """
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]: ...
+
+
+class LatentRecording(Protocol):
+    """What ``policy.record_latents(n_episodes, positions)`` returns: a context manager that records the
+    policy's forward passes while it is entered (``hrm_agent.recording.ForwardRecorder`` for the HRM agent).
+
+    :func:`evaluate` calls ``predict`` once per step, then ``add`` with the step's active rows, what
+    they observed and did, and ``finish`` once the episodes ended.
+    """
+
+    def __enter__(self) -> "LatentRecording": ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+    def add(self, rows: np.ndarray, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, changed: np.ndarray,
+            agent_pos: np.ndarray, step: np.ndarray, path_changed: np.ndarray | None = None) -> None: ...
+
+    def finish(self, episode_success: np.ndarray, metadata: dict[str, Any]) -> "Latents": ...
 
 
 @dataclass
@@ -147,7 +177,7 @@ class EvalResult:
 
 
 def evaluate(
-    agent: "HRMAgent",
+    policy: Policy,
     n_episodes: int,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
@@ -157,32 +187,38 @@ def evaluate(
     intervention: str | None = None,
     intervention_step: int = 3,
     deterministic: bool = True,
+    env_id: str | None = None,
 ) -> EvalResult:
-    """Run ``n_episodes`` greedy episodes of the agent's env (``env_kwargs`` override its kwargs).
+    """Run ``n_episodes`` episodes of ``policy`` (:class:`Policy`) side by side, episode ``i`` seeded ``seed + i``.
 
-    With ``gif_path``, the first episode's ``rgb_array`` frames are written there as a GIF.
-    With ``record_latents``, ``EvalResult.latents`` holds every step's recurrent states (taken
-    from the trace of the forward pass that chose the action) and context, see
-    :mod:`hrm_agent.latents`; the episodes played are the same as without it.
-    ``latent_positions``: record every position (``"all"``) or the query position only (``"query"``).
-    ``deterministic=False`` acts at random with probability ``exploration_final_eps`` (``HRMAgent.predict``).
+    The env is ``env_id``, else ``policy.env_id``; its kwargs ``policy.env_kwargs`` (where the policy has
+    them), updated with ``env_kwargs``. With ``gif_path``, the first episode's ``rgb_array`` frames are
+    written there as a GIF. With ``record_latents``, ``EvalResult.latents`` holds every step's recurrent
+    states and context, recorded through ``policy.record_latents`` (:class:`LatentRecording`, see
+    :mod:`hrm_agent.latents`); the episodes played are the same as without it. ``latent_positions``:
+    record every position (``"all"``) or the query position only (``"query"``). ``deterministic`` goes to
+    ``predict`` (the HRM agent's ``False`` acts at random with probability ``exploration_final_eps``).
     With ``intervention`` (``"goal"``/``"door"``), each episode still running after ``intervention_step``
-    steps gets it (``DynamicGridEnv.intervene``) before its next observation, which is flagged ``changed``
-    and ``path_changed``; the envs run without their own changes (``envs.base.static_kwargs``) unless
-    ``env_kwargs`` says otherwise.
+    steps gets it before its next observation, which is flagged ``changed`` and ``path_changed``
+    (:class:`envs.interventions.Intervention`); the envs run without their own changes
+    (:func:`envs.interventions.static_kwargs`) unless ``env_kwargs`` says otherwise.
     """
-    import torch
-
-    from envs.base import static_kwargs
-    from hrm_agent.latents import LatentRecorder, record_traces
-
     if intervention is not None and intervention_step < 1:
         raise ValueError(f"intervention_step must be at least 1, got {intervention_step}")
-    kwargs = {**(static_kwargs(agent.env_kwargs) if intervention else agent.env_kwargs), **(env_kwargs or {})}
-    envs = [
-        gym.make(agent.env_id, **kwargs, **({"render_mode": "rgb_array"} if gif_path and i == 0 else {}))
-        for i in range(n_episodes)
-    ]
+    env_id = env_id or getattr(policy, "env_id", None)
+    if env_id is None:
+        raise ValueError("evaluate needs the env to play: give env_id, or a policy with an env_id attribute")
+    base_kwargs = dict(getattr(policy, "env_kwargs", None) or {})
+    kwargs = {**(static_kwargs(base_kwargs) if intervention else base_kwargs), **(env_kwargs or {})}
+    recorder = None
+    if record_latents:
+        if not callable(getattr(policy, "record_latents", None)):
+            raise ValueError(f"{type(policy).__name__} records no latents: it has no record_latents method")
+        recorder = policy.record_latents(n_episodes, latent_positions)
+    envs = []
+    for i in range(n_episodes):
+        env = gym.make(env_id, **kwargs, **({"render_mode": "rgb_array"} if gif_path and i == 0 else {}))
+        envs.append(Intervention(env, intervention, intervention_step) if intervention else env)
     first = [env.reset(seed=seed + i) for i, env in enumerate(envs)]
     obs = np.stack([o for o, _ in first])
     shortest = np.array([info.get("shortest_path", -1) for _, info in first])
@@ -192,7 +228,6 @@ def evaluate(
     active = np.ones(n_episodes, dtype=bool)
     frames = [envs[0].render()] if gif_path else []
     state, episode_start = None, np.ones(n_episodes, dtype=bool)
-    recorder = LatentRecorder(n_episodes, latent_positions) if record_latents else None
     action_counts = np.zeros(envs[0].action_space.n, dtype=np.int64)
     # what came with each current observation, for the recording
     changed = np.array([bool(info.get("changed", False)) for _, info in first])
@@ -201,18 +236,15 @@ def evaluate(
     visited: list[list[tuple[int, int]]] = [[tuple(p)] for p in agent_pos.tolist()]  # the cell after each step
     intervened = np.full(n_episodes, -1, dtype=np.int64)
     shortest_after = np.full(n_episodes, -1, dtype=np.int64)
-    with record_traces(agent.online) if recorder is not None else contextlib.nullcontext([]) as traces:
+    with recorder if recorder is not None else contextlib.nullcontext():
         while active.any():
             # finished episodes stay in the batch (keeping shapes fixed); their actions are ignored
-            actions, state = agent.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+            actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
             episode_start = np.zeros(n_episodes, dtype=bool)
             rows = np.flatnonzero(active)
             np.add.at(action_counts, np.asarray(actions)[rows].astype(np.int64), 1)
             # fancy indexing copies: the step loop below overwrites these arrays
-            before = (
-                (obs[rows], changed[rows], path_changed[rows], agent_pos[rows], length[rows])
-                if recorder is not None else None
-            )
+            before = (obs[rows], changed[rows], path_changed[rows], agent_pos[rows], length[rows])
             rewards = np.zeros(n_episodes)
             for i in rows:
                 obs[i], rewards[i], terminated, truncated, info = envs[i].step(int(actions[i]))
@@ -227,51 +259,20 @@ def evaluate(
                 if terminated or truncated:
                     active[i] = False
                     success[i] = bool(info.get("is_success", terminated and rewards[i] > 0))
-                elif intervention is not None and length[i] == intervention_step:
-                    env = envs[i].unwrapped
-                    if env.intervene(intervention):
-                        obs[i] = env.gen_obs()
-                        changed[i] = path_changed[i] = True
-                        intervened[i] = length[i]
-                        shortest_after[i] = env.distances()[agent_pos[i, 1], agent_pos[i, 0]]
-                        if gif_path and i == 0:
-                            frames[-1] = envs[0].render()
+                elif info.get("intervened", False):
+                    intervened[i], shortest_after[i] = length[i], info["shortest_path"]
             if recorder is not None:
-                (trace,) = traces  # exactly one forward pass per step
-                traces.clear()
                 step_obs, step_changed, step_path_changed, step_pos, step_index = before
-                tokens = torch.from_numpy(agent.tokenizer(step_obs)).flatten(1).to(agent.device)
-                read = agent.online.readout_index(tokens)  # the positions the Q head read
-                recorder.add(trace, rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index,
-                             path_changed=step_path_changed, read_positions=read.cpu().numpy())
+                recorder.add(rows, step_obs, actions[rows], rewards[rows], step_changed, step_pos, step_index,
+                             path_changed=step_path_changed)
     for env in envs:
         env.close()
     if gif_path:
         write_gif(gif_path, frames)
     latents = None
     if recorder is not None:
-        cfg = agent.model_config
-        latents = recorder.finish(
-            success,
-            agent.online.H_init.float().cpu().numpy(),
-            agent.online.L_init.float().cpu().numpy(),
-            {
-                "variant": agent.variant,
-                "env_id": agent.env_id,
-                "env_kwargs": kwargs,
-                "seed": agent.seed,
-                "eval_seed": seed,
-                "H_cycles": cfg.H_cycles,
-                "L_cycles": cfg.L_cycles,
-                "segments": cfg.segments,
-                "core": cfg.core,
-                "carry": agent.config.carry if agent.config.carry_z else None,
-                "hidden_size": cfg.hidden_size,
-                "total_seq_len": cfg.total_seq_len,
-                "forward_dtype": cfg.forward_dtype,
-                **({"intervention": intervention} if intervention else {}),
-            },
-        )
+        latents = recorder.finish(success, {"env_id": env_id, "env_kwargs": kwargs, "eval_seed": seed,
+                                            **({"intervention": intervention} if intervention else {})})
         if intervention:
             latents.intervention_step = intervened
     reported = agent_pos[:, 0] >= 0
@@ -295,172 +296,7 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: int = 4) -> None:
     )
 
 
-@one_line_errors
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrm_agent.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="run directory (its final model, else last checkpoint) or a model file")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes to run (default 100)")
-    parser.add_argument("--seed", type=int, default=None, help="episode i is seeded seed + i (default 0)")
-    parser.add_argument("--test", action="store_true",
-                        help=f"play the test set, the episodes final figures are reported on: {TEST_EPISODES} "
-                             f"episodes seeded {TEST_SEED:,} + i, the same for every agent (with --episodes N, "
-                             "its first N; excludes --seed)")
-    parser.add_argument("--validation", action="store_true",
-                        help="play the run's own validation episodes, those its evaluations during training "
-                             "played (eval_episodes episodes seeded 1,000,000 + its seed + i; excludes --episodes "
-                             "and --seed)")
-    parser.add_argument("--gif", metavar="PATH", help="write the first episode's frames as an animated GIF")
-    parser.add_argument("--save-latents", nargs="?", const="", default=None, metavar="PATH",
-                        help="record every step's z_H/z_L iterations (format: hrm_agent.latents) to PATH "
-                             "(default RUN_DIR/latents.npz)")
-    parser.add_argument("--latent-positions", choices=["all", "query"], default="all",
-                        help="with --save-latents: every position's state (default) or only the query "
-                             "position's, the HRM's read-out token (1/S of the size)")
-    parser.add_argument("--intervention", choices=["goal", "door"],
-                        help="re-planning test: move the goal off the agent's shortest path, or close a door on it, "
-                             "after --intervention-step steps (episodes run with change_prob=0)")
-    parser.add_argument("--intervention-step", type=int, default=3, metavar="K",
-                        help="with --intervention: the step after which it happens (default 3)")
-    parser.add_argument("--stochastic", action="store_true",
-                        help="act at random with probability exploration_final_eps, as during training, instead "
-                             "of greedily")
-    parser.add_argument("--json", metavar="PATH", help="also write the printed figures to PATH as JSON")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = parser.parse_args(argv)
-    if args.test and args.validation:
-        parser.error("--test and --validation are two sets of episodes; pick one")
-    if args.validation and (args.episodes is not None or args.seed is not None):
-        parser.error("--validation plays the run's own evaluation episodes; drop --episodes/--seed")
-    if args.test:
-        if args.seed is not None:
-            parser.error("--test plays the fixed test set; drop --seed")
-        if args.episodes is not None and not 1 <= args.episodes <= TEST_EPISODES:
-            parser.error(f"--test has {TEST_EPISODES} episodes; --episodes must be between 1 and {TEST_EPISODES}")
-        args.episodes = TEST_EPISODES if args.episodes is None else args.episodes
-        args.seed = TEST_SEED
-    if not args.validation:
-        args.episodes = 100 if args.episodes is None else args.episodes
-        args.seed = 0 if args.seed is None else args.seed
-    if args.episodes is not None and args.episodes < 1:
-        parser.error("--episodes must be at least 1")
-    if args.intervention_step < 1:
-        parser.error("--intervention-step must be at least 1")
-    if args.latent_positions != "all" and args.save_latents is None and args.intervention is None:
-        parser.error("--latent-positions applies to the latents --save-latents records; add --save-latents")
-    # the outputs, checked before any episode is played
-    from hrm_agent import latents
-    from hrm_agent.runs import check_writable
+if __name__ == "__main__":  # the command line lives apart: nothing in this module loads an agent
+    from hrm_agent.evaluate_cli import main
 
-    source = Path(args.run)
-    run_dir = source if source.is_dir() else source.parent
-    if run_dir.name == "checkpoints":  # a run's checkpoint file: the run directory
-        run_dir = run_dir.parent
-    latents_path = Path(args.save_latents) if args.save_latents else run_dir / latents.DEFAULT_NAME
-    for option, path in (("--gif", args.gif), ("--json", args.json),
-                         ("--save-latents", latents_path if args.save_latents is not None else None)):
-        if path is not None:
-            check_writable(path, option)
-
-    from envs.base import static_kwargs
-    from hrm_agent.agent import HRMAgent
-    from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
-    from hrm_agent.checkpoint import CheckpointError
-
-    try:
-        agent = HRMAgent.load(args.run, device=args.device)
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.validation:  # the episodes of the run's evaluations during training (HRMAgent._evaluate)
-        args.episodes, args.seed = agent.config.eval_episodes, agent.seed + EVAL_SEED_OFFSET
-    # an intervention's settling is read from the latents, so it records them (kept only with --save-latents)
-    result = evaluate(agent, args.episodes, seed=args.seed, gif_path=args.gif,
-                      record_latents=args.save_latents is not None or args.intervention is not None,
-                      latent_positions=args.latent_positions, intervention=args.intervention,
-                      intervention_step=args.intervention_step, deterministic=not args.stochastic)
-
-    report: dict[str, Any] = {**result.summary(), "run": str(args.run), "env": agent.env_id,
-                              "variant": agent.variant, "episodes": args.episodes, "seed": args.seed,
-                              "episode_set": "validation" if args.validation else (
-                                  ("test" if args.episodes == TEST_EPISODES else f"test, first {args.episodes}")
-                                  if args.test else "custom"),
-                              "policy": "stochastic" if args.stochastic else "greedy"}
-    print(f"env: {agent.env_id}  variant: {agent.variant} z  episodes: {args.episodes}"
-          + (("  (the test set)" if args.episodes == TEST_EPISODES else "  (the test set's first episodes)")
-             if args.test else "  (its validation episodes)" if args.validation else "")
-          + (f"  policy: random action with probability {agent.config.exploration_final_eps}"
-             if args.stochastic else ""))
-    print(f"success rate:    {format_mean_se(result.success.astype(float), 3)}")
-    print(f"mean length:     {format_mean_se(result.length.astype(float), 2)}")
-    print(f"path efficiency: {format_mean_se(result.path_efficiency, 3)}"
-          f"  (successful episodes: {int(result.success.sum())}"
-          + ("; against the shortest path at the start, before the intervention)" if args.intervention else ")"))
-    shares = result.action_shares()
-    names = ACTION_NAMES if len(shares) == len(ACTION_NAMES) else [str(a) for a in range(len(shares))]
-    print(("actions:         " if args.stochastic else "greedy actions:  ") + "  ".join(f"{a} {share:.0%}" for a, share in zip(names, shares)) +
-          ("  (one action on over 90 % of steps: a collapsed policy)" if shares.max() > 0.9 else ""))
-    # where it fails: how far the goal was at the start, and whether the failures are stuck in place
-    by_distance = result.success_by_distance()
-    if by_distance:
-        report["success_by_start_distance"] = {label: {"success_rate": rate, "episodes": n}
-                                               for label, rate, n in by_distance}
-        print("by start distance: " + "  ".join(f"{label}: {rate:.2f} ({n})" for label, rate, n in by_distance)
-              + "  (BFS moves at the start, none: no path then; success rate (episodes))")
-    if result.late_cells is not None and (result.late_cells >= 0).all():
-        failed, stuck = int((~result.success).sum()), int(result.stuck.sum())
-        in_place = int((result.stuck & (result.late_cells == 1)).sum())
-        back_and_forth = stuck - in_place
-        report.update(failed=failed, stuck=stuck, stuck_in_place=in_place, stuck_back_and_forth=back_and_forth)
-        print(f"failed episodes: {failed}, stuck: {stuck} ({in_place} in place, walking into a wall or "
-              f"door; {back_and_forth} back and forth)  (stuck: on at most {STUCK_CELLS} cells "
-              f"over its last {STUCK_WINDOW} steps)")
-    if args.intervention:
-        # the control: the same episodes, also without dynamics, and no intervention
-        control = evaluate(agent, args.episodes, seed=args.seed, env_kwargs=static_kwargs(agent.env_kwargs),
-                           deterministic=not args.stochastic)
-        applied = result.intervened
-        report.update(intervention=args.intervention, intervention_step=args.intervention_step,
-                      **result.intervention_summary())
-        report["success_without"], report["success_without_se"] = mean_se(control.success[applied].astype(float))
-        print(f"intervention:    {args.intervention} after step {args.intervention_step}, applied in "
-              f"{int(applied.sum())} of {args.episodes} episodes (the others had ended or had no cell for it)")
-        print(f"success after:   {format_mean_se(result.success[applied].astype(float), 3)}  (the same episodes "
-              f"without it: {format_mean_se(control.success[applied].astype(float), 3)})")
-        print(f"extra steps:     {format_mean_se(result.extra_steps.astype(float), 2)}  (after it, over the new "
-              f"shortest path; episodes that reached the goal: {len(result.extra_steps)})")
-        rows = {(r["level"], r["steps"]): r for r in settling_table([result.latents])}
-        for level in ("z_H", "z_L"):
-            first, other = rows[(level, "intervention")], rows[(level, "other")]
-            report[f"settle_{level}"], report[f"settle_{level}_other"] = first["mean"], other["mean"]
-            print(f"settle {level}:      {first['mean']:.2f} iterations at the step that first sees it, "
-                  f"{other['mean']:.2f} at the other steps (n = {first['n']}, {other['n']})")
-        print("                 (iterations until the latent stays within 10 % of the way from the initial "
-              "state to its final value)")
-    if args.gif:
-        print(f"wrote {args.gif}")
-    if args.json:
-        from hrm_agent.checkpoint import atomic_write
-
-        text = json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in report.items()},
-                          indent=2)
-        try:
-            atomic_write(Path(args.json), lambda f: f.write((text + "\n").encode()))
-        except OSError as err:
-            print(f"error: cannot write {args.json}: {err.strerror or err}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.json}")
-    if result.latents is not None and args.save_latents is not None:
-        path = latents_path
-        result.latents.metadata.update(source=str(source), run=run_dir.resolve().name)
-        try:
-            latents.save(path, result.latents)
-        except OSError as err:
-            print(f"error: cannot write {path}: {err.strerror or err}", file=sys.stderr)
-            return 2
-        print(f"wrote {path}: {result.latents.n_steps} steps x {result.latents.iterations} iterations "
-              f"({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

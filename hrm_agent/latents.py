@@ -9,9 +9,10 @@ of ``M*N*T`` iterations (``M = segments``, ``N = H_cycles``, ``T = L_cycles``;
 every iteration of every segment is recorded); ``z^i`` is the state
 after iteration ``i``; ``S = seq_len + 1`` positions (query token first), ``D``
 the hidden size. The recorded iterations come from the network's own trace
-(``HRMQNetwork.forward(..., trace=True)``) of the very forward pass that chose
-the action, so the last one, ``z^{MNT}``, is the state the agent's carry came from
-(all of it with ``carry: full``; its query-position vectors with ``carry: token``).
+(``HRMQNetwork.forward(..., trace=True)``, collected by :mod:`hrm_agent.recording`)
+of the very forward pass that chose the action, so the last one, ``z^{MNT}``,
+is the state the agent's carry came from (all of it with ``carry: full``; its
+query-position vectors with ``carry: token``).
 
 File format ``hrm-agent-latents``, version 1: a compressed NumPy ``.npz`` (no
 pickled objects; ``numpy.load`` opens it as well). ``n`` recorded steps, ``E``
@@ -76,21 +77,16 @@ the default config and 4 KB with the ``paper`` preset's 8 segments and hidden 64
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from hrm_agent.checkpoint import atomic_write
-from hrm_agent.model import HRMTrace, QOutput
+from hrm_agent.runs import UsageError
 
 FORMAT = "hrm-agent-latents"
 VERSION = 1
@@ -110,10 +106,6 @@ _ARRAY_ENTRIES = (
 )
 _OPTIONAL_ENTRIES = ("path_changed", "intervention_step", "read_positions")
 _METADATA_KEYS = ("variant", "env_id", "H_cycles", "L_cycles", "hidden_size", "total_seq_len")
-
-
-class LatentsError(ValueError):
-    """A latents file is missing, truncated, corrupt, foreign, of another version or inconsistent."""
 
 
 @dataclass
@@ -192,142 +184,6 @@ class Latents:
         return entries
 
 
-# ------------------------------------------------------------------ recording
-
-
-@contextlib.contextmanager
-def record_traces(model: nn.Module) -> Iterator[list[HRMTrace]]:
-    """While active, every forward pass of ``model`` (an ``HRMQNetwork``) runs with ``trace=True`` and
-    appends its ``HRMTrace`` to the yielded list; callers still get the output they asked for.
-
-    This records the forward passes that ``HRMAgent.predict`` makes without a second computation.
-    """
-    traces: list[HRMTrace] = []
-    requested: list[bool] = []
-
-    def before(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        requested.append(bool(kwargs.get("trace", False)))
-        return args, {**kwargs, "trace": True}
-
-    def after(module: nn.Module, args: tuple, kwargs: dict, output: QOutput) -> QOutput:
-        traces.append(output.trace)
-        return output if requested.pop() else output._replace(trace=None)
-
-    handles = [
-        model.register_forward_pre_hook(before, with_kwargs=True),
-        model.register_forward_hook(after, with_kwargs=True),
-    ]
-    try:
-        yield traces
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-class LatentRecorder:
-    """Collects the steps of a batch of episodes run side by side, then builds a :class:`Latents`.
-
-    Example: one greedy episode (``hrm_agent.evaluate.evaluate`` runs many side by side and fills in
-    the metadata that :func:`save` needs)::
-
-        import gymnasium as gym
-        from hrm_agent import HRMAgent
-        from hrm_agent.latents import LatentRecorder, record_traces
-
-        agent = HRMAgent("DynamicMaze-v0")
-        env = gym.make("DynamicMaze-v0")
-        obs, info = env.reset(seed=0)
-        recorder, state, step, done = LatentRecorder(n_episodes=1), None, 0, False
-        with record_traces(agent.online) as traces:
-            while not done:
-                actions, state = agent.predict(obs[None], state, episode_start=[step == 0])
-                next_obs, reward, terminated, truncated, next_info = env.step(int(actions[0]))
-                recorder.add(traces.pop(), [0], obs[None], actions, [reward], [info["changed"]],
-                             [info["agent_pos"]], [step])
-                obs, info, step, done = next_obs, next_info, step + 1, terminated or truncated
-        H_init, L_init = (x.float().numpy() for x in (agent.online.H_init, agent.online.L_init))
-        latents = recorder.finish([terminated], H_init, L_init, {"variant": agent.variant})
-        print(latents.z_H.shape)  # (steps, M*N*T, S, D)
-    """
-
-    def __init__(self, n_episodes: int, positions: str = "all") -> None:
-        if positions not in ("all", "query"):
-            raise ValueError(f"positions must be 'all' or 'query', got {positions!r}")
-        self.n_episodes = n_episodes
-        self.positions = positions
-        self._columns: dict[str, list[np.ndarray]] = {name: [] for name in ("z_H", "z_L", "obs", *_STEP_ENTRIES)}
-        self._path_changed: list[np.ndarray | None] = []
-        self._read_positions: list[np.ndarray | None] = []
-
-    def add(
-        self,
-        trace: HRMTrace,
-        rows: np.ndarray,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: np.ndarray,
-        changed: np.ndarray,
-        agent_pos: np.ndarray,
-        step: np.ndarray,
-        path_changed: np.ndarray | None = None,
-        read_positions: np.ndarray | None = None,
-    ) -> None:
-        """One batched step. ``trace``: (M*N*T, B, S, D) each; ``rows``: (k,) the episodes (batch rows) that
-        were active; the other arguments: (k, ...) per active episode, as in the file format
-        (``path_changed`` and ``read_positions`` are kept only when every step gives them)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        for level in LEVELS:
-            z = getattr(trace, level)
-            z = z[:, torch.as_tensor(rows, device=z.device)]  # (M*N*T, k, S, D)
-            if self.positions == "query":
-                z = z[:, :, :1]  # (M*N*T, k, 1, D)
-            self._columns[level].append(z.detach().float().cpu().numpy().astype(np.float16).swapaxes(0, 1))
-        for name, value in (("obs", obs), ("action", action), ("reward", reward), ("changed", changed),
-                            ("agent_pos", agent_pos), ("step", step), ("episode", rows)):
-            self._columns[name].append(np.asarray(value))
-        self._path_changed.append(None if path_changed is None else np.asarray(path_changed, dtype=bool))
-        self._read_positions.append(None if read_positions is None else np.asarray(read_positions, dtype=np.int64))
-
-    def finish(
-        self, episode_success: np.ndarray, H_init: np.ndarray, L_init: np.ndarray, metadata: dict[str, Any]
-    ) -> Latents:
-        """Rows sorted by episode, then step; ``metadata`` gets ``hrm_agent_version`` and ``created``."""
-        from hrm_agent import __version__
-
-        if not self._columns["z_H"]:
-            raise ValueError("no steps were recorded")
-        data = {name: np.concatenate(parts) for name, parts in self._columns.items()}
-        if all(part is not None for part in self._path_changed):
-            data["path_changed"] = np.concatenate(self._path_changed)
-        if all(part is not None for part in self._read_positions):
-            data["read_positions"] = np.concatenate(self._read_positions)
-        order = np.lexsort((data["step"], data["episode"]))
-        data = {name: value[order] for name, value in data.items()}
-        return Latents(
-            z_H=data["z_H"],
-            z_L=data["z_L"],
-            H_init=np.asarray(H_init, dtype=np.float32),
-            L_init=np.asarray(L_init, dtype=np.float32),
-            obs=data["obs"].astype(np.uint8),
-            action=data["action"].astype(np.int64),
-            reward=data["reward"].astype(np.float32),
-            changed=data["changed"].astype(bool),
-            agent_pos=data["agent_pos"].astype(np.int64).reshape(-1, 2),
-            step=data["step"].astype(np.int64),
-            episode=data["episode"].astype(np.int64),
-            episode_success=np.asarray(episode_success, dtype=bool),
-            episode_length=np.bincount(data["episode"], minlength=self.n_episodes).astype(np.int64),
-            path_changed=data.get("path_changed"),
-            read_positions=data.get("read_positions"),
-            metadata={
-                **metadata,
-                "positions": self.positions,
-                "hrm_agent_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        )
-
-
 # ------------------------------------------------------------------ file I/O
 
 
@@ -348,7 +204,7 @@ def save(path: str | Path, latents: Latents) -> Path:
 def load(path: str | Path) -> Latents:
     """Read a file written by :func:`save`.
 
-    Raises ``LatentsError`` with a one-line reason for a missing, truncated, corrupt or foreign
+    Raises ``UsageError`` with a one-line reason for a missing, truncated, corrupt or foreign
     file, another format version, or entries whose shapes do not fit together.
 
     Example (``runs/<run>`` a training run, evaluated with
@@ -364,44 +220,44 @@ def load(path: str | Path) -> Latents:
     """
     path = Path(path)
     if not path.is_file():
-        raise LatentsError(f"no such latents file: {path}")
+        raise UsageError(f"no such latents file: {path}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if "format" not in names or str(npz["format"]) != FORMAT:
-                raise LatentsError(f"{path} is not an hrm-agent latents file")
+                raise UsageError(f"{path} is not an hrm-agent latents file")
             version = int(npz["version"]) if "version" in names else None
             if version != VERSION:
-                raise LatentsError(
+                raise UsageError(
                     f"{path} has latents format version {version}, this hrm-agent reads version {VERSION}"
                 )
             missing = [name for name in ("metadata", *_ARRAY_ENTRIES) if name not in names]
             if missing:
-                raise LatentsError(f"{path} lacks the entries {', '.join(missing)}")
+                raise UsageError(f"{path} lacks the entries {', '.join(missing)}")
             metadata = json.loads(str(npz["metadata"]))
             arrays = {name: npz[name] for name in _ARRAY_ENTRIES}  # reads (and CRC-checks) every entry
             for name in _OPTIONAL_ENTRIES:
                 if name in names:
                     arrays[name] = npz[name]
-    except LatentsError:
+    except UsageError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LatentsError(f"{path} is truncated, corrupt or not an .npz file ({reason})") from None
+        raise UsageError(f"{path} is truncated, corrupt or not an .npz file ({reason})") from None
     except Exception as err:  # zlib.error and friends from a damaged member
-        raise LatentsError(f"{path} is truncated or corrupt ({type(err).__name__})") from None
+        raise UsageError(f"{path} is truncated or corrupt ({type(err).__name__})") from None
     if not isinstance(metadata, dict):
-        raise LatentsError(f"{path}: metadata is not a JSON object")
+        raise UsageError(f"{path}: metadata is not a JSON object")
     latents = Latents(**arrays, metadata=metadata)
     _check(latents, str(path))
     return latents
 
 
 def _check(latents: Latents, name: str) -> None:
-    """Raise ``LatentsError`` unless the entries' shapes and the metadata fit together."""
+    """Raise ``UsageError`` unless the entries' shapes and the metadata fit together."""
 
     def fail(reason: str) -> None:
-        raise LatentsError(f"{name}: {reason}")
+        raise UsageError(f"{name}: {reason}")
 
     meta = latents.metadata
     missing = [key for key in _METADATA_KEYS if key not in meta]

@@ -369,7 +369,7 @@ def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
-    from hrm_agent.evaluate import main as evaluate_main
+    from hrm_agent.evaluate_cli import main as evaluate_main
 
     replanning = []
     for variant, run_dir in runs.items():  # re-planning recordings for the settling section

@@ -233,7 +233,7 @@ def test_the_examples_are_found():
     assert readme_python_blocks()
     ids = {p.id for p in DOCSTRING_EXAMPLES}
     expected = {"hrm_agent.agent.HRMAgent", "hrm_agent.model.HRMQNetwork", "hrm_agent.latents.load",
-                "hrm_agent.latents.LatentRecorder"}
+                "hrm_agent.recording.LatentRecorder", "hrm_agent.recording.ForwardRecorder"}
     assert expected <= ids, expected - ids
 
 

@@ -322,7 +322,7 @@ def test_a_run_dir_made_read_only_mid_run_stops_with_one_line_and_how_to_resume(
 def test_evaluate_checks_its_outputs_before_playing(option, tiny_run, tmp_path, capsys, monkeypatch, read_only):
     import shutil
 
-    from hrm_agent import evaluate
+    from hrm_agent import evaluate_cli
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
@@ -341,9 +341,9 @@ def test_evaluate_checks_its_outputs_before_playing(option, tiny_run, tmp_path, 
     def played(*args, **kwargs):
         raise AssertionError("an episode was played before the outputs were checked")
 
-    monkeypatch.setattr(evaluate, "evaluate", played)
+    monkeypatch.setattr(evaluate_cli, "evaluate", played)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert evaluate.main([str(run_dir), "--episodes", "2", *argv]) == 2
+    assert evaluate_cli.main([str(run_dir), "--episodes", "2", *argv]) == 2
     assert expected in error_line(capsys)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
@@ -454,19 +454,19 @@ def test_an_env_whose_observations_the_learner_cannot_read_is_named(command, arg
 
 
 def test_evaluate_says_a_baselines_run_is_one_and_what_reads_it(tmp_path, capsys):
-    from hrm_agent import evaluate
+    from hrm_agent import evaluate_cli
 
     (tmp_path / "final_model.zip").write_bytes(b"PK")
-    assert evaluate.main([str(tmp_path)]) == 2
+    assert evaluate_cli.main([str(tmp_path)]) == 2
     line = error_line(capsys)
     assert f"{tmp_path} is a run of python -m hrm_agent.baselines" in line
     assert "stable_baselines3.DQN.load" in line and "summary.json" in line
 
 
 def test_evaluate_latent_positions_without_save_latents_is_refused(tiny_run, capsys):
-    from hrm_agent import evaluate
+    from hrm_agent import evaluate_cli
 
-    assert call(evaluate.main, [str(tiny_run), "--latent-positions", "query"]) == 2
+    assert call(evaluate_cli.main, [str(tiny_run), "--latent-positions", "query"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "--latent-positions applies to the latents --save-latents records" in err
     assert not (tiny_run / "latents.npz").exists()
@@ -475,11 +475,11 @@ def test_evaluate_latent_positions_without_save_latents_is_refused(tiny_run, cap
 def test_make_figures_says_a_recording_holds_only_the_query_position(tiny_run, tmp_path, capsys):
     import shutil
 
-    from hrm_agent import evaluate
+    from hrm_agent import evaluate_cli
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
-    assert evaluate.main([str(run_dir), "--episodes", "2", "--save-latents", "--latent-positions", "query"]) == 0
+    assert evaluate_cli.main([str(run_dir), "--episodes", "2", "--save-latents", "--latent-positions", "query"]) == 0
     spec = importlib.util.spec_from_file_location("make_figures", ROOT / "analysis" / "make_figures.py")
     make_figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_figures)

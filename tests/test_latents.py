@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from envs.base import static_kwargs
+from envs.interventions import intervene, static_kwargs
 from hrm_agent import HRMAgent
 from hrm_agent.evaluate import evaluate
-from hrm_agent.latents import FORMAT, LatentsError, load, record_traces, save
+from hrm_agent.latents import FORMAT, load, save
+from hrm_agent.recording import record_traces
+from hrm_agent.runs import UsageError
 
 from conftest import TINY_ENV, TINY_MODEL, tiny_config
 
@@ -134,7 +136,7 @@ def test_save_load_round_trip(recorded, tmp_path):
 def test_loader_rejects_a_truncated_file(recorded, tmp_path):
     path = save(tmp_path / "latents.npz", recorded[2].latents)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(LatentsError, match="truncated, corrupt or not an .npz file"):
+    with pytest.raises(UsageError, match="truncated, corrupt or not an .npz file"):
         load(path)
 
 
@@ -157,12 +159,12 @@ def test_loader_rejects_another_version_a_foreign_file_and_bad_shapes(recorded, 
     for entries, message in cases:
         path = tmp_path / "bad.npz"
         np.savez(path, **entries)
-        with pytest.raises(LatentsError, match=message):
+        with pytest.raises(UsageError, match=message):
             load(path)
     path.write_text("not a zip file")
-    with pytest.raises(LatentsError, match="not an .npz file"):
+    with pytest.raises(UsageError, match="not an .npz file"):
         load(path)
-    with pytest.raises(LatentsError, match="no such latents file"):
+    with pytest.raises(UsageError, match="no such latents file"):
         load(tmp_path / "missing.npz")
 
 
@@ -192,7 +194,7 @@ def test_files_without_path_changed_still_load(recorded, tmp_path):
     assert old.path_changed is None and old.n_steps == lat.n_steps
     np.testing.assert_array_equal(load(save(tmp_path / "new.npz", lat)).path_changed, lat.path_changed)
     bad = dataclasses.replace(lat, path_changed=~lat.changed)
-    with pytest.raises(LatentsError, match="path_changed is set on a step where changed is not"):
+    with pytest.raises(UsageError, match="path_changed is set on a step where changed is not"):
         save(tmp_path / "bad.npz", bad)
 
 
@@ -214,7 +216,7 @@ def test_an_intervention_changes_the_grid_the_next_step_sees_and_is_recorded(kin
         for r in rows[:K]:
             np.testing.assert_array_equal(lat.obs[r], obs)
             obs, *_ = env.step(int(lat.action[r]))
-        assert env.unwrapped.intervene(kind)
+        assert intervene(env.unwrapped, kind)
         seen = lat.obs[rows[K]]
         np.testing.assert_array_equal(seen, env.unwrapped.gen_obs())
         assert not np.array_equal(seen, obs)  # what the step would have seen without it
@@ -245,7 +247,7 @@ def test_an_intervention_step_past_every_episode_applies_nowhere():
 def test_a_file_with_an_impossible_intervention_step_is_refused(recorded, tmp_path):
     lat = dataclasses.replace(recorded[2].latents)
     lat.intervention_step = lat.episode_length.copy()  # no row sees it
-    with pytest.raises(LatentsError, match="intervention_step"):
+    with pytest.raises(UsageError, match="intervention_step"):
         save(tmp_path / "bad.npz", lat)
 
 
