@@ -89,7 +89,7 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         """Means and standard errors (``nan`` where undefined)."""
-        from hrm_agent.analysis import mean_se
+        from hrm_agent.experiments.stats import mean_se
 
         out: dict[str, float] = {"episodes": float(len(self.success))}
         for name, values in (
@@ -138,7 +138,7 @@ class EvalResult:
     def intervention_summary(self) -> dict[str, float]:
         """Over the episodes the intervention was applied to: ``applied`` (their number),
         ``success_after`` and ``extra_steps`` (over those that reached the goal), means and standard errors."""
-        from hrm_agent.analysis import mean_se
+        from hrm_agent.experiments.stats import mean_se
 
         out = {"applied": float(self.intervened.sum())}
         out["success_after"], out["success_after_se"] = mean_se(self.success[self.intervened].astype(float))
@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from envs.base import static_kwargs
     from hrm_agent.agent import HRMAgent
-    from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
+    from hrm_agent.analysis import settling_table
+    from hrm_agent.experiments.stats import format_mean_se, mean_se  # "m ± se", "m" alone, "–" for none
     from hrm_agent.checkpoint import CheckpointError
 
     try:

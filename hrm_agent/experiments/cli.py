@@ -1,0 +1,50 @@
+"""Command-line arguments the experiment commands share, and the ``main`` of a one-figure command.
+
+``--set`` and ``--env-kwarg`` mean the same everywhere (a ``KEY=VALUE`` hyperparameter, a ``gym.make``
+keyword, both values parsed as YAML and repeatable); only who they reach differs, which each command
+says in its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hrm_agent.runs import UsageError
+
+
+def add_set(parser: argparse.ArgumentParser, help: str, metavar: str = "KEY=VALUE", default: list | None = None) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=default, metavar=metavar, help=help)
+
+
+def add_env_kwarg(parser: argparse.ArgumentParser, reaches: str = "", default: list | None = None) -> None:
+    """``--env-kwarg KEY=VALUE`` (repeatable) into ``args.env_kwargs``; ``reaches`` says for whom (e.g.
+    ``every learner``)."""
+    parser.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=default, metavar="KEY=VALUE",
+                        help=f"gym.make keyword{f' for {reaches}' if reaches else ''}, e.g. --env-kwarg size=9")
+
+
+def figure_command(
+    prog: str, doc: str, sources_help: str, out: Path, write: Callable[[argparse.Namespace], list[Path]],
+    argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """``main`` of a one-figure command in ``analysis/``: parse ``SOURCES... --out DIR`` (``out`` the
+    default), call ``write(args)``, print what it wrote; bad input is one line on stderr, exit code 2."""
+    from hrm_agent.latents import LatentsError
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("sources", nargs="+", metavar="RUN", help=sources_help)
+    parser.add_argument("--out", type=Path, default=out, help=f"output folder (default {out})")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    try:
+        paths = write(args)
+    except (UsageError, LatentsError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
