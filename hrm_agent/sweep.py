@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_agent.experiments import tune as ray_tune
-from hrm_agent.experiments.cli import add_env_kwarg, add_set
+from hrm_agent.experiments.cli import add_env_kwarg, add_seeds, add_set
 from hrm_agent.experiments.trials import (
     CONFIG_COPY, SUMMARY_CSV, SUMMARY_MD, SWEEP_FILE, SWEEP_FORMAT, SWEEP_VERSION, TUNE_DIR, VARIANTS, error_file,
     parse_grid, plan, read_spec, run_trial, trial_row, validate, write_summary,
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--env", nargs="+", metavar="ENV", help="registered env ids, e.g. DynamicMaze-v0 FourRooms-v0")
     p.add_argument("--variants", nargs="+", metavar="VARIANT", help="carry and/or reset (default both)")
-    p.add_argument("--seeds", type=int, help="seeds 0 .. K-1 of every combination (default 3)")
+    add_seeds(p, "every combination", default_text="3")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
                    help="a hyperparameter axis, e.g. learning_rate=3e-4,1e-3 or model.hidden_size=32,64 (repeatable)")
     p.add_argument("--total-steps", type=int, help="env steps of every trial (default: each env's tuned budget)")

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from hrm_agent.experiments.cli import add_env_kwarg, add_set
+from hrm_agent.experiments.cli import add_env_kwarg, add_seeds, add_set
 from hrm_agent.experiments.launch import Launcher, Task, finished_run
 from hrm_agent.experiments.stats import number
 from hrm_agent.experiments.store import ResultsFile, fingerprint, kwargs_label, row_key, run_key
@@ -58,7 +58,7 @@ PREFIXES = {"hrm": HRM_VARIANTS, "sb3": SB3_ALGOS, **{name: (name,) for name in 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="registered env id, e.g. DynamicMaze-v0")
-    parser.add_argument("--seeds", type=int, required=True, help="seeds 0 .. K-1 of every learner")
+    add_seeds(parser, "every learner", required=True)
     parser.add_argument("--budget", type=int, required=True, help="env steps of every training run")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time (default 2)")
     parser.add_argument("--threads", action="append", default=[], metavar="[LEARNER:]N",

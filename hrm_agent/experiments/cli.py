@@ -1,8 +1,8 @@
 """Command-line arguments the experiment commands share, and the ``main`` of a one-figure command.
 
-``--set`` and ``--env-kwarg`` mean the same everywhere (a ``KEY=VALUE`` hyperparameter, a ``gym.make``
-keyword, both values parsed as YAML and repeatable); only who they reach differs, which each command
-says in its help.
+``--seeds``, ``--set`` and ``--env-kwarg`` mean the same everywhere (seeds ``0 .. K-1``; a ``KEY=VALUE``
+hyperparameter and a ``gym.make`` keyword, values parsed as YAML, repeatable); only whom they reach
+differs, which each command says in its help.
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hrm_agent.runs import UsageError
+
+
+def add_seeds(parser: argparse.ArgumentParser, of: str, required: bool = False, default_text: str = "") -> None:
+    """``--seeds K``: seeds ``0 .. K-1`` of ``of`` (e.g. ``every learner``); ``default_text`` names the
+    default the command applies when it is not given."""
+    parser.add_argument("--seeds", type=int, required=required,
+                        help=f"seeds 0 .. K-1 of {of}" + (f" (default {default_text})" if default_text else ""))
 
 
 def add_set(parser: argparse.ArgumentParser, help: str, metavar: str = "KEY=VALUE", default: list | None = None) -> None:
