@@ -170,7 +170,11 @@ class Launcher:
             if task.resumed:
                 print(f"resuming {task.run_dir} from its last checkpoint", flush=True)
             cmd = command(task, self.env_id, self.budget, self.kwarg_items)
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            except OSError:
+                os.close(fd)
+                raise
             self._running.add(proc)
         try:
             out, err = proc.communicate()
