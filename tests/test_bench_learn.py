@@ -307,11 +307,32 @@ def test_finished_run_directories_are_recorded_without_training(learned, capsys)
     code, out, err = in_process(capsys, *argv)
     assert code == 0, err
     assert "0 of 5 runs already in" in out
-    assert out.count("(adopted the finished run ") == 5 and "resuming" not in out
+    assert out.count("(adopted the finished run ") == 5 and "resuming" not in out, (out, adoption_report(tmp))
     assert sorted(p.name for p in (tmp / "runs").iterdir()) == runs  # nothing trained, no directory made
     for row in csv.DictReader((tmp / "adopted" / "bench.csv").open()):
         same = first[row["variant"]]
         assert row == same, row["variant"]  # the row the training recorded, from the same summary.json
+
+
+def adoption_report(tmp: Path) -> str:
+    """For a failed adoption: each run directory, its summary's threads and why it is not a run of its row."""
+    import json
+
+    import yaml
+
+    from hrm_agent.experiments.store import fingerprint
+
+    rows = {r["run"]: r for r in csv.DictReader((tmp / "results" / "bench.csv").open())}
+    lines = []
+    for run_dir in sorted((tmp / "runs").iterdir()):
+        record = yaml.safe_load((run_dir / "config.yaml").read_text())
+        agent = {k: v for k, v in record["agent"].items() if k != "algo"}
+        row = rows.get(run_dir.name, {})
+        threads = json.loads((run_dir / "summary.json").read_text()).get("threads")
+        lines.append(f"{run_dir.name}: threads {threads}, kwargs {record.get('env_kwargs')}, "
+                     f"fingerprint {fingerprint(record['env'], record.get('env_kwargs') or {}, agent)} "
+                     f"row {row.get('defaults')} {row.get('threads')}")
+    return "\n".join(lines)
 
 
 def test_a_run_directory_of_other_settings_or_threads_is_not_taken_for_a_task(learned):
@@ -360,7 +381,10 @@ def test_an_interrupted_bench_learn_resumes_its_hrm_run_from_the_checkpoint(tmp_
     assert f"[1/1] HRM carry z seed 0 (resumed {run_dir})" in result.stdout
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]  # no second directory
     log = (run_dir / "train.log").read_text()
-    (started,) = re.findall(r"\((\d+)/%d steps" % budget, log.split("--resume")[1])
+    assert log.startswith("$ ") and log.count("\n$ ") == 1  # the interrupted part, then the resumed one
+    resumed = log.split("\n$ ")[1]
+    assert resumed.startswith(f"{sys.executable} -m hrm_agent.train --resume {run_dir} ")
+    (started,) = re.findall(r"seed 0, (\d+)/%d steps" % budget, resumed)
     assert 0 < int(started) < budget  # it went on from the checkpoint, not from step 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["total_steps"] == budget and [h["step"] for h in summary["eval_history"]] == [500, 1000, 1500]

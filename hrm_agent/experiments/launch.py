@@ -2,8 +2,9 @@
 an earlier, interrupted command left under ``--runs-dir``.
 
 A run directory belongs to a task when its name is ``{env}__{variant}__{seed}__*`` and its
-``config.yaml`` records the task's env, env kwargs, variant, seed, budget (``total_steps``) and a
-learner config with the task's :func:`~hrm_agent.experiments.store.fingerprint`. Such a directory with
+``config.yaml`` records the task's env, env kwargs, variant, seed, budget (``total_steps``; for a
+baseline, the ``--total-steps`` of the command in its ``train.log``) and a learner config with the
+task's :func:`~hrm_agent.experiments.store.fingerprint`. Such a directory with
 a ``summary.json`` is a finished run (:func:`finished_run`: its row is recorded without training); an
 HRM one with a checkpoint is continued (``python -m hrm_agent.train --resume``). Baseline runs do not
 resume (stable-baselines3 keeps no replay buffer or rollout state in its checkpoints): an unfinished
@@ -64,11 +65,25 @@ def belongs(run_dir: Path, task: Task, env_id: str, env_kwargs: dict[str, Any], 
         return False
     agent = {k: v for k, v in record["agent"].items() if k != "algo"}  # the baselines record their algo
     same = (record.get("env"), record.get("env_kwargs") or {}, record.get("variant"), record.get("seed"),
-            agent.get("total_steps")) == (env_id, env_kwargs, task.variant, task.seed, budget)
+            recorded_budget(run_dir, agent, task.variant)) == (env_id, env_kwargs, task.variant, task.seed, budget)
     try:
         return same and fingerprint(env_id, env_kwargs, agent) == task.defaults
     except (TypeError, ValueError):
         return False
+
+
+def recorded_budget(run_dir: Path, agent: dict[str, Any], variant: str) -> int | None:
+    """The env steps a run was asked for: an HRM run's ``config.yaml`` records them (``total_steps``); a
+    baseline's keeps its config's default there, so its budget is the ``--total-steps`` of the command
+    that ``train.log`` starts with (written by :class:`Launcher`)."""
+    if variant in HRM_VARIANTS:
+        return agent.get("total_steps")
+    try:
+        with (run_dir / "train.log").open() as log:
+            words = log.readline().split()
+        return int(words[words.index("--total-steps") + 1])
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        return None
 
 
 def candidates(root: Path, task: Task, env_id: str, env_kwargs: dict[str, Any], budget: int) -> list[Path]:
