@@ -8,4 +8,6 @@
 - :mod:`~hrm_agent.experiments.tables` and :mod:`~hrm_agent.experiments.figures`: the markdown tables
   and the figures made from result rows and run directories.
 - :mod:`~hrm_agent.experiments.cli`: the command-line arguments the commands have in common.
+- :mod:`~hrm_agent.experiments.trials` and :mod:`~hrm_agent.experiments.tune`: a sweep's trials and
+  their run on Ray Tune (``python -m hrm_agent.sweep``).
 """
