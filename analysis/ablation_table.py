@@ -14,7 +14,7 @@ budget and settings, and writes per env:
   90 % greedy success, training wall-clock, and the command that produces it;
 - ``analysis/results/ablation_{env}.csv``: the same numbers, one row per arm;
 - where an arm ran both carry z and reset z, their difference with a bootstrap
-  interval over seeds (``hrm_agent.bench.learn.compare_variants``).
+  interval over seeds (``hrm_agent.experiments.tables.compare_variants``).
 
 A row's settings are over the package defaults of its day (its ``defaults``
 fingerprint). Rows recorded before the learning levers became defaults get, in
@@ -29,9 +29,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from hrm_agent.analysis import format_mean_se, mean_se, number, write_csv
-from hrm_agent.bench.learn import compare_variants, curve_mean
 from hrm_agent.checkpoint import atomic_write
+from hrm_agent.experiments.stats import format_mean_se, number
+from hrm_agent.experiments.store import write_csv
+from hrm_agent.experiments.tables import compare_variants, curve_mean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = RESULTS / "ablation"
@@ -54,8 +55,9 @@ def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recor
     today's defaults, and whether that fingerprint confirms it. Rows that do not run as recorded get
     the previous defaults spelled out; rows from versions with fewer config fields match no
     fingerprint today (False) though their settings are the same."""
-    from hrm_agent.bench.learn import BenchError, check_settings, fingerprint
-    from hrm_agent.runs import parse_env_kwargs
+    from hrm_agent.bench.learn import check_settings
+    from hrm_agent.experiments.store import fingerprint
+    from hrm_agent.runs import UsageError, parse_env_kwargs
 
     kwargs = parse_env_kwargs(env_kwargs.split())
     items = settings.split()
@@ -64,7 +66,7 @@ def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recor
     for candidate in (items, previous):
         try:
             resolved = check_settings(env, [learner], {learner: candidate})[learner]
-        except BenchError:  # not a valid config under today's defaults (e.g. n_step with hindsight goals)
+        except UsageError:  # not a valid config under today's defaults (e.g. n_step with hindsight goals)
             continue
         if fingerprint(env, kwargs, resolved) == recorded:
             return " ".join(candidate), True

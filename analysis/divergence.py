@@ -21,7 +21,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hrm_agent.analysis import MEASURES, figure_command, load_latents, write_divergence
+    from hrm_agent.analysis import MEASURES, load_latents, write_divergence
+    from hrm_agent.experiments.cli import figure_command
 
     return figure_command(
         "python analysis/divergence.py", __doc__, "run directories with latents.npz, or latents files", DEFAULT_OUT,

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "intervention.md", help="Markdown table to write")
     args = parser.parse_args(argv)
 
-    from hrm_agent.analysis import write_csv
+    from hrm_agent.experiments.store import write_csv
     from hrm_agent.checkpoint import atomic_write
 
     files = args.files or sorted(DEFAULT_IN.glob("*.json"))

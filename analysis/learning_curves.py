@@ -19,7 +19,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "figures"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hrm_agent.analysis import figure_command, write_learning_curves
+    from hrm_agent.experiments.cli import figure_command
+    from hrm_agent.experiments.figures import write_learning_curves
 
     return figure_command(
         "python analysis/learning_curves.py", __doc__, "training run directories", DEFAULT_OUT,

@@ -19,7 +19,6 @@ history in ``analysis/results/learning_curves.csv``, and writes from them:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -28,8 +27,11 @@ from typing import Any
 
 import yaml
 
-from hrm_agent.analysis import VARIANT_COLOURS, format_mean_se, number, save_figure, variant_label, write_csv
 from hrm_agent.checkpoint import atomic_write
+from hrm_agent.experiments.figures import VARIANT_COLOURS, save_figure, variant_label
+from hrm_agent.experiments.stats import format_mean_se, number
+from hrm_agent.experiments.store import read_csv, write_csv
+from hrm_agent.runs import UsageError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUN_FIELDS = [
@@ -39,20 +41,16 @@ RUN_FIELDS = [
 CURVE_FIELDS = ["run", "env", "env_kwargs", "variant", "seed", "step", "success_rate", "path_efficiency"]
 
 
-class ResultsError(Exception):
-    """A run directory that cannot be read: printed as one line, exit code 2."""
-
-
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One results row and the evaluation curve of a finished run."""
     summary_path, config_path = run_dir / "summary.json", run_dir / "config.yaml"
     if not summary_path.is_file():
-        raise ResultsError(f"{run_dir} has no summary.json (not a finished training run)")
+        raise UsageError(f"{run_dir} has no summary.json (not a finished training run)")
     try:
         summary = json.loads(summary_path.read_text())
         config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     except (OSError, ValueError, yaml.YAMLError) as err:
-        raise ResultsError(f"cannot read {run_dir}: {str(err).splitlines()[0]}") from None
+        raise UsageError(f"cannot read {run_dir}: {str(err).splitlines()[0]}") from None
     final = summary.get("final_eval") or {}
     env_kwargs = config.get("env_kwargs") or {}
     row = {
@@ -76,13 +74,6 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         for h in summary.get("eval_history", [])
     ]
     return row, curve
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def env_label(row: dict[str, str]) -> str:
@@ -157,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = read_csv(curves_path)
     try:
         new = [read_run(run_dir) for run_dir in args.runs]
-    except ResultsError as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for row, curve in new:

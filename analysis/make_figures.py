@@ -32,14 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hrm_agent import analysis
+    from hrm_agent.experiments.figures import existing_run_dir, write_learning_curves
     from hrm_agent.latents import DEFAULT_NAME
     from hrm_agent.runs import UsageError
 
     try:
-        runs = [analysis.existing_run_dir(run) for run in args.runs]
+        runs = [existing_run_dir(run) for run in args.runs]
         with_latents = [run for run in runs if (run / DEFAULT_NAME).is_file()]
         sets = analysis.load_latents(with_latents)
-        paths = analysis.write_learning_curves(runs, args.out)
+        paths = write_learning_curves(runs, args.out)
         # the authors' split (a change that touched the shortest path) where every recording has it
         split = "path" if all(s.path_changed is not None for s in sets) else "any"
         if sets:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             if all(s.read_positions is not None and s.positions == "all" for s in sets):
                 paths += analysis.write_convergence(sets, args.out, split=split, measure="read")
                 paths += analysis.write_divergence(sets, args.out, measure="read")
-    except (analysis.AnalysisError, UsageError, OSError) as err:
+    except (UsageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not sets:

@@ -161,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from envs.oracle import BFSOracle
     from hrm_agent.agent import HRMAgent
-    from hrm_agent.analysis import AnalysisError, write_csv
+    from hrm_agent.experiments.store import write_csv
+    from hrm_agent.runs import UsageError
     from hrm_agent.baselines.sb3 import EvalPolicy
     from hrm_agent.checkpoint import CheckpointError, atomic_write
 
     try:
         by_env = zoo_agents(args.zoo, args.env)
         if not by_env:
-            raise AnalysisError(f"no agents{' for ' + args.env if args.env else ''} in {args.zoo / 'manifest.csv'}")
+            raise UsageError(f"no agents{' for ' + args.env if args.env else ''} in {args.zoo / 'manifest.csv'}")
         for env_id, listed in by_env.items():
             agents = [(row["file"].removesuffix(".pt"), HRMAgent.load(path, device="cpu")) for row, path in listed]
             out = args.out / env_id
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write(out / "replanning.md", lambda f: f.write(text.encode()))
             print(f"{env_id}: {len(agents)} agents\n{text}")
             print("wrote " + ", ".join(str(p) for p in [*paths, out / "replanning.md"]))
-    except (AnalysisError, CheckpointError, OSError) as err:
+    except (UsageError, CheckpointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

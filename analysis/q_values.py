@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--states must be at least 1")
 
     from hrm_agent.agent import HRMAgent
-    from hrm_agent.analysis import write_csv
+    from hrm_agent.experiments.store import write_csv
     from hrm_agent.checkpoint import CheckpointError
 
     try:

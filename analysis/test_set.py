@@ -29,7 +29,6 @@ bootstrap interval over seeds and the paired episode-level interval.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import sys
 from collections import defaultdict
@@ -39,21 +38,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hrm_agent.analysis import bootstrap_difference, number, write_csv
 from hrm_agent.checkpoint import atomic_write
 from hrm_agent.evaluate import TEST_EPISODES, TEST_SEED, evaluate
+from hrm_agent.experiments.stats import Z_95, bootstrap_difference, number, t_interval
+from hrm_agent.experiments.store import read_csv, write_csv
+from hrm_agent.runs import UsageError
 
 FIELDS = [
     "env", "label", "variant", "seed", "episodes", "test_seed", "success", "path_efficiency", "mean_ep_length",
     "train_steps", "steps_to_90", "wall_clock_s", "fingerprint", "source", "outcomes",
 ]
-# two-sided 95 % t quantiles by degrees of freedom (n - 1 seeds)
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-Z_95 = 1.959964
-
-
-class TestSetError(Exception):
-    """A source that cannot be read or played: one line, exit code 2."""
 
 
 def fingerprint(path: Path) -> str:
@@ -88,7 +82,7 @@ def load_source(source: str) -> tuple[Any, dict[str, Any]]:
     try:
         agent = HRMAgent.load(path, device="cpu")
     except (CheckpointError, ValueError) as err:
-        raise TestSetError(str(err)) from None
+        raise UsageError(str(err)) from None
     model_file = path / FINAL_MODEL if (path / FINAL_MODEL).is_file() else path / LAST_CHECKPOINT
     model_file = model_file if path.is_dir() else path
     label = f"carry z ({agent.config.carry})" if agent.config.carry_z else "reset z"
@@ -125,22 +119,6 @@ def outcomes(row: dict[str, Any]) -> np.ndarray:
     return bits[: int(row["episodes"])].astype(float)
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def seed_interval(values: np.ndarray) -> tuple[float, float]:
-    """Half-width of the 95 % t interval of the mean over seeds (NaN below 2 seeds), and the mean."""
-    n = len(values)
-    mean = float(values.mean())
-    if n < 2:
-        return mean, float("nan")
-    return mean, T_95.get(n - 1, Z_95) * float(values.std(ddof=1)) / np.sqrt(n)
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown report: per env, each group's test figures, then every pair of groups."""
     lines = [f"Test set: {TEST_EPISODES:,} greedy episodes per env seeded {TEST_SEED:,} + i, the same for every "
@@ -157,7 +135,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                   "path efficiency | steps to 90 % (validation) |", "|---|---|---|---|---|---|---|---|"]
         for label, group in groups.items():
             success = np.array([float(r["success"]) for r in group])
-            mean, half = seed_interval(success)
+            mean, half = t_interval(success)
             per_episode = np.stack([outcomes(r) for r in group])  # (seeds, episodes)
             episode_half = Z_95 * np.sqrt((per_episode.var(axis=1, ddof=1) / per_episode.shape[1]).sum()) / len(group)
             eff = [number(r["path_efficiency"]) for r in group]
@@ -199,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.episodes <= TEST_EPISODES:
         parser.error(f"--episodes must be between 1 and {TEST_EPISODES}")
     try:
-        rows = read_results(args.results)
+        rows = read_csv(args.results)
         done = {(r["fingerprint"], r["label"], r["episodes"]) for r in rows}
         for source in args.sources:
             if not source.startswith("oracle:") and not Path(source).exists():
-                raise TestSetError(f"no such run directory or model file: {source}")
+                raise UsageError(f"no such run directory or model file: {source}")
             policy, row = load_source(source)
             row["label"] = args.label or row["label"]
             key = (row["fingerprint"], row["label"], str(args.episodes))
@@ -216,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(args.results, FIELDS, rows)
             print(f"{source}: {row['env']} {row['label']} seed {row['seed']}: test success {row['success']:.3f}")
         if not rows:
-            raise TestSetError(f"no results in {args.results}; give run directories or model files to play")
-        report = table(read_results(args.results))
+            raise UsageError(f"no results in {args.results}; give run directories or model files to play")
+        report = table(read_csv(args.results))
         md = args.results.with_suffix(".md")
         atomic_write(md, lambda f: f.write(report.encode()))
-    except (TestSetError, OSError, KeyError, ValueError) as err:
+    except (UsageError, OSError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report)

@@ -20,21 +20,19 @@ the defaults of the commit it is added at), the file and its SHA-256 prefix.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from hrm_agent.experiments.store import read_csv, write_csv
+from hrm_agent.runs import UsageError
+
 ROOT = Path(__file__).resolve().parent
 ZOO = ROOT / "agents"
 TEST_RESULTS = ROOT / "results" / "test_set_agents.csv"
 FIELDS = ["env", "variant", "seed", "env_steps", "test_success", "minutes", "commit", "command", "file", "sha256"]
-
-
-class ZooError(Exception):
-    """A run that cannot be added or an agent that does not load: one line, exit code 2."""
 
 
 def variant_name(config: Any) -> str:
@@ -73,16 +71,10 @@ def current_commit() -> str:
 
 
 def read_manifest(zoo: Path) -> list[dict[str, str]]:
-    path = zoo / "manifest.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_csv(zoo / "manifest.csv")
 
 
 def write_manifest(zoo: Path, rows: list[dict[str, Any]]) -> None:
-    from hrm_agent.analysis import write_csv
-
     key = {"DynamicMaze-v0": 0, "FourRooms-v0": 1}
     rows = sorted(rows, key=lambda r: (key.get(r["env"], 2), r["env"], r["variant"], int(r["seed"])))
     write_csv(zoo / "manifest.csv", FIELDS, rows)
@@ -98,12 +90,12 @@ def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, 
 
     model_file = run_dir / FINAL_MODEL
     if not model_file.is_file():
-        raise ZooError(f"{run_dir} has no {FINAL_MODEL} (not a finished HRM training run)")
+        raise UsageError(f"{run_dir} has no {FINAL_MODEL} (not a finished HRM training run)")
     try:
         agent = HRMAgent.load(model_file, device="cpu")
         summary = json.loads((run_dir / "summary.json").read_text())
     except (CheckpointError, OSError, ValueError) as err:
-        raise ZooError(f"cannot read {run_dir}: {err}") from None
+        raise UsageError(f"cannot read {run_dir}: {err}") from None
     name = f"{agent.env_id}__{variant_name(agent.config)}__{agent.seed}.pt"
     target = zoo / name
     agent.save(target)  # the model file: resolved config and online weights only
@@ -112,9 +104,9 @@ def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, 
     test_set = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(test_set)
     if test_set.main([str(target), "--results", str(test_results)]) != 0:
-        raise ZooError(f"could not play {target} on the test set")
+        raise UsageError(f"could not play {target} on the test set")
     fingerprint = test_set.fingerprint(target)
-    (row,) = [r for r in test_set.read_results(test_results)
+    (row,) = [r for r in read_csv(test_results)
               if r["fingerprint"] == fingerprint and int(r["episodes"]) == test_set.TEST_EPISODES]
     return {
         "env": agent.env_id, "variant": variant_name(agent.config), "seed": agent.seed,
@@ -132,19 +124,19 @@ def check(zoo: Path, episodes: int) -> list[str]:
 
     rows = read_manifest(zoo)
     if not rows:
-        raise ZooError(f"no agents in {zoo / 'manifest.csv'}")
+        raise UsageError(f"no agents in {zoo / 'manifest.csv'}")
     import hashlib
 
     lines = []
     for row in rows:
         path = zoo / row["file"]
         if not path.is_file():
-            raise ZooError(f"{path} is listed in the manifest but missing")
+            raise UsageError(f"{path} is listed in the manifest but missing")
         if hashlib.sha256(path.read_bytes()).hexdigest()[:12] != row["sha256"]:
-            raise ZooError(f"{path} does not match its manifest hash {row['sha256']}")
+            raise UsageError(f"{path} does not match its manifest hash {row['sha256']}")
         agent = HRMAgent.load(path, device="cpu")
         if (agent.env_id, variant_name(agent.config), str(agent.seed)) != (row["env"], row["variant"], row["seed"]):
-            raise ZooError(f"{path} holds {agent.env_id} {variant_name(agent.config)} seed {agent.seed}, "
+            raise UsageError(f"{path} holds {agent.env_id} {variant_name(agent.config)} seed {agent.seed}, "
                            "not what its manifest row says")
         result = evaluate(agent, episodes, seed=TEST_SEED)
         lines.append(f"{row['file']}: {int(result.success.sum())}/{episodes} test episodes reached the goal "
@@ -181,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in read_manifest(args.zoo):
                 print(f"{row['file']}: {row['env_steps']} steps, test success {row['test_success']}, "
                       f"{row['minutes']} min, commit {row['commit']}")
-    except (ZooError, OSError) as err:
+    except (UsageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

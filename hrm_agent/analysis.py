@@ -1,10 +1,11 @@
 """The latent analysis of SPEC §5: metrics, the tables behind each figure, the figures.
 
-Reads only saved files: latent recordings (:mod:`hrm_agent.latents`) and a run
-directory's ``config.yaml`` and TensorBoard event files. The commands in
-``analysis/`` (``convergence.py``, ``divergence.py``, ``learning_curves.py``,
+Reads only saved files: latent recordings (:mod:`hrm_agent.latents`). The
+commands in ``analysis/`` (``convergence.py``, ``divergence.py``,
 ``make_figures.py``) and the notebook ``analysis/latents.ipynb`` are thin
-wrappers around the ``write_*`` functions and tables here.
+wrappers around the ``write_*`` functions and tables here; the learning curves of
+run directories, the statistics and the figure helpers are in
+:mod:`hrm_agent.experiments`.
 
 Notation: ``z^i`` is the state after recurrent iteration ``i`` of a forward
 pass (``z^0`` the state it started from, ``z^{NT}`` the final one). Three
@@ -28,8 +29,6 @@ the mean squared difference over the positions the Q head read at the step (with
   --intervention goal|door``): the first iteration from which ``d(z^i, z^{NT})``
   stays within 10 % of ``d(init, z^{NT})``, at the step that first sees the
   intervention and at the other steps.
-- **Learning curves**: ``eval/success_rate`` (greedy evaluation) and
-  ``rollout/success_rate`` (last 100 training episodes) against env steps.
 
 Bands are 95 % confidence intervals of the mean (``mean ± 1.96 · sd / sqrt(n)``)
 over all steps pooled across episodes and runs; steps of one episode are not
@@ -38,64 +37,26 @@ independent, so read the bands as a guide to the noise, not a test.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
-import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hrm_agent.checkpoint import atomic_write
+from hrm_agent.experiments.figures import VARIANT_COLOURS, new_figure, save_figure, variant_label
+from hrm_agent.experiments.stats import mean_ci
+from hrm_agent.experiments.store import write_csv
 from hrm_agent.latents import DEFAULT_NAME, LEVELS, Latents, load
 from hrm_agent.runs import UsageError
 
-Z_95 = 1.959964  # two-sided 95 % normal quantile
-LEARNING_TAGS = ("eval/success_rate", "rollout/success_rate")
-VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green", "ppo": "tab:red",
-                   "recurrent-ppo": "tab:purple"}
-
-
-def variant_label(variant: str) -> str:
-    """Legend text: ``carry z``/``reset z`` for the HRM variants, the algorithm name for baselines."""
-    return f"{variant} z" if variant in ("carry", "reset") else variant
 CONVERGENCE_FIELDS = ["level", "variant", "changed", "iteration", "mean", "ci_low", "ci_high", "n", "runs", "split",
                       "measure"]
 DIVERGENCE_FIELDS = ["level", "variant", "step", "mean", "ci_low", "ci_high", "n", "runs", "measure"]
 MEASURES = ("mse", "query", "read")  # see the module docstring
 SETTLE_TOLERANCE = 0.1  # settling_iterations: within 10 % of the distance from the initial state
 SPLITS = ("path", "any")
-LEARNING_FIELDS = ["run", "env", "variant", "seed", "tag", "step", "value"]
 _CHUNK = 256  # steps per block when reducing latents (bounds float32 temporaries)
-
-
-class AnalysisError(Exception):
-    """Input the analysis cannot use (missing run, no latents, mixed recordings): one line, exit code 2."""
-
-
-def figure_command(
-    prog: str, doc: str, sources_help: str, out: Path, write: Callable[[argparse.Namespace], list[Path]],
-    argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None,
-) -> int:
-    """``main`` of a one-figure command in ``analysis/``: parse ``SOURCES... --out DIR`` (``out`` the
-    default), call ``write(args)``, print what it wrote; bad input is one line on stderr, exit code 2."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    parser.add_argument("sources", nargs="+", metavar="RUN", help=sources_help)
-    parser.add_argument("--out", type=Path, default=out, help=f"output folder (default {out})")
-    if extra is not None:
-        extra(parser)
-    args = parser.parse_args(argv)
-    try:
-        paths = write(args)
-    except (AnalysisError, UsageError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
 
 
 # ------------------------------------------------------------------ metrics
@@ -127,7 +88,7 @@ def mse_to_final(states: np.ndarray) -> np.ndarray:
 
 def _check_measure(measure: str) -> None:
     if measure not in MEASURES:
-        raise AnalysisError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+        raise UsageError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
 
 
 def distance(a: np.ndarray, b: np.ndarray, measure: str = "mse") -> np.ndarray:
@@ -135,7 +96,7 @@ def distance(a: np.ndarray, b: np.ndarray, measure: str = "mse") -> np.ndarray:
     difference of the query-position vectors (position 0) summed over the hidden units -> (n,) float64."""
     _check_measure(measure)
     if measure == "read":
-        raise AnalysisError("the read measure takes the positions of each step: gather them with read_states")
+        raise UsageError("the read measure takes the positions of each step: gather them with read_states")
     if measure == "mse":
         return mse(a, b)
     return mse(np.asarray(a)[:, 0], np.asarray(b)[:, 0]) * np.shape(a)[-1]
@@ -145,7 +106,7 @@ def distance_to_final(states: np.ndarray, measure: str = "mse") -> np.ndarray:
     """``states`` (n, I, P, D) -> (n, I): ``distance(states[:, i], states[:, -1])``; the last column is 0."""
     _check_measure(measure)
     if measure == "read":
-        raise AnalysisError("the read measure takes the positions of each step: gather them with read_states")
+        raise UsageError("the read measure takes the positions of each step: gather them with read_states")
     if measure == "mse":
         return mse_to_final(states)
     return mse_to_final(np.asarray(states)[:, :, 0]) * np.shape(states)[-1]
@@ -153,9 +114,9 @@ def distance_to_final(states: np.ndarray, measure: str = "mse") -> np.ndarray:
 
 def read_states(latents: Latents, states: np.ndarray) -> np.ndarray:
     """``states`` (n, ..., S, D) of a recording's steps -> at the positions the Q head read at each step,
-    (n, ..., A, D) (``read_positions``); AnalysisError for a recording without them or of one position."""
+    (n, ..., A, D) (``read_positions``); UsageError for a recording without them or of one position."""
     if latents.read_positions is None or latents.positions != "all":
-        raise AnalysisError(f"a recording of {latents.metadata.get('source', 'this run')} has no read positions "
+        raise UsageError(f"a recording of {latents.metadata.get('source', 'this run')} has no read positions "
                             "at every position (recorded by an older version, or --latent-positions query): "
                             "the read measure needs a recording of every position by this version")
     index = latents.read_positions.reshape(len(states), *(1,) * (states.ndim - 3), -1, 1)
@@ -187,11 +148,11 @@ def changed_steps(latents: Latents, split: str = "path") -> np.ndarray:
     """(n,) bool: the steps counted as "environment changed": the change touched the agent's shortest
     path (``split="path"``, needs a recording with ``path_changed``) or any wall or door changed (``"any"``)."""
     if split not in SPLITS:
-        raise AnalysisError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise UsageError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split == "any":
         return latents.changed
     if latents.path_changed is None:
-        raise AnalysisError(f"a recording of {latents.metadata.get('source', 'this run')} has no path_changed "
+        raise UsageError(f"a recording of {latents.metadata.get('source', 'this run')} has no path_changed "
                             "(recorded by an older version): split by any change instead (--split any)")
     return latents.path_changed
 
@@ -239,73 +200,18 @@ def settling_table(sets: Sequence[Latents], tol: float = SETTLE_TOLERANCE,
     return rows
 
 
-def mean_ci(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Mean over axis 0 and its 95 % confidence interval ``(mean, low, high, n)``; NaN bounds when n < 2."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[0]
-    if n == 0:
-        nan = np.full(values.shape[1:], np.nan)
-        return nan, nan, nan, 0
-    mean = values.mean(axis=0)
-    half = Z_95 * values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
-    return mean, mean - half, mean + half, n
-
-
-def number(value: Any) -> float | None:
-    """``value`` as a finite float (a CSV cell, a JSON value), else None."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if np.isfinite(x) else None
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample sd / sqrt(n)); NaN where undefined (n < 1, n < 2)."""
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    m = float(np.mean(values))
-    return m, (float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"))
-
-
-def bootstrap_difference(a: Sequence[float], b: Sequence[float], resamples: int = 10_000,
-                         seed: int = 0) -> tuple[float, float, float]:
-    """``mean(a) - mean(b)`` and its 95 % percentile bootstrap interval, resampling each group (the
-    seeds of two variants) with replacement, ``resamples`` times from a generator seeded ``seed``;
-    NaN bounds when a group has fewer than 2 values, all NaN when one is empty."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if not len(a) or not len(b):
-        return float("nan"), float("nan"), float("nan")
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boot = (rng.choice(a, (resamples, len(a))).mean(axis=1) - rng.choice(b, (resamples, len(b))).mean(axis=1))
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return diff, float(low), float(high)
-
-
-def format_mean_se(values: Sequence[float], digits: int = 2) -> str:
-    """``"m ± se"`` over seeds for a results table (``"m"`` for one value, ``"–"`` for none)."""
-    if not len(values):
-        return "–"
-    m, se = mean_se(values)
-    return f"{m:.{digits}f}" if np.isnan(se) else f"{m:.{digits}f} ± {se:.{digits}f}"
-
-
 # ------------------------------------------------------------------ tables
 
 
 def _check_compatible(sets: Sequence[Latents]) -> None:
     if not sets:
-        raise AnalysisError("no latent recordings given")
+        raise UsageError("no latent recordings given")
     envs = sorted({s.metadata["env_id"] for s in sets})
     if len(envs) > 1:
-        raise AnalysisError(f"latents from several environments ({', '.join(envs)}): analyse them separately")
+        raise UsageError(f"latents from several environments ({', '.join(envs)}): analyse them separately")
     iterations = sorted({s.iterations for s in sets})
     if len(iterations) > 1:
-        raise AnalysisError(f"latents with different numbers of iterations per step ({iterations}): "
+        raise UsageError(f"latents with different numbers of iterations per step ({iterations}): "
                             "analyse them separately")
 
 
@@ -351,61 +257,20 @@ def divergence_table(sets: Sequence[Latents], measure: str = "mse") -> list[dict
     return rows
 
 
-def run_info(run_dir: Path) -> dict[str, Any]:
-    """``run, env, variant, seed`` of a training run, from its ``config.yaml`` (else ``summary.json``)."""
-    import yaml
-
-    info: dict[str, Any] = {}
-    try:
-        if (run_dir / "config.yaml").is_file():
-            info = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        elif (run_dir / "summary.json").is_file():
-            info = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise AnalysisError(f"cannot read {run_dir}: {str(err).splitlines()[0]}") from None
-    return {"run": run_dir.name, "env": info.get("env", "?"), "variant": info.get("variant", "?"),
-            "seed": info.get("seed", "")}
-
-
-def learning_curve_rows(run_dir: str | Path, tags: Sequence[str] = LEARNING_TAGS) -> list[dict[str, Any]]:
-    """Rows ``run, env, variant, seed, tag, step, value`` of ``tags`` in the run's TensorBoard event files."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run_dir = existing_run_dir(run_dir)
-    if not any(run_dir.glob("events.out.tfevents.*")):
-        raise AnalysisError(f"{run_dir} has no TensorBoard event files (not a training run directory?)")
-    info = run_info(run_dir)
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    try:
-        accumulator.Reload()
-    except Exception as err:  # a damaged event file
-        raise AnalysisError(f"cannot read the event files of {run_dir}: {type(err).__name__}: {err}") from None
-    available = set(accumulator.Tags().get("scalars", []))
-    return [{**info, "tag": tag, "step": event.step, "value": event.value}
-            for tag in tags if tag in available for event in accumulator.Scalars(tag)]
-
-
 # ------------------------------------------------------------------ inputs
 
 
-def existing_run_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise AnalysisError(f"no such run directory: {path}")
-    return path
-
-
 def latents_path(source: str | Path) -> Path:
-    """A run directory -> its ``latents.npz``; a file -> itself. Raises ``AnalysisError`` if missing."""
+    """A run directory -> its ``latents.npz``; a file -> itself. Raises ``UsageError`` if missing."""
     source = Path(source)
     if source.is_dir():
         path = source / DEFAULT_NAME
         if not path.is_file():
-            raise AnalysisError(f"{source} has no {DEFAULT_NAME} "
+            raise UsageError(f"{source} has no {DEFAULT_NAME} "
                                 f"(record it with: python -m hrm_agent.evaluate {source} --save-latents)")
         return path
     if not source.is_file():
-        raise AnalysisError(f"no such run directory or latents file: {source}")
+        raise UsageError(f"no such run directory or latents file: {source}")
     return source
 
 
@@ -415,13 +280,6 @@ def load_latents(sources: Sequence[str | Path]) -> list[Latents]:
 
 
 # ------------------------------------------------------------------ figures
-
-
-def _figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 3.8) -> Any:
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 def describe(sets: Sequence[Latents]) -> str:
@@ -445,7 +303,7 @@ def _measure_label(rows: list[dict[str, Any]], a: str, b: str) -> str:
 
 def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int | None = None) -> Any:
     """One panel per level; a line per variant x changed with its 95 % band. Returns the Figure."""
-    fig, axes = _figure(len(LEVELS))
+    fig, axes = new_figure(len(LEVELS))
     path = bool(rows) and rows[0].get("split") == "path"
     labels = {True: "path changed" if path else "changed", False: "path unchanged" if path else "unchanged"}
     for ax, level in zip(axes[0], LEVELS):
@@ -477,7 +335,7 @@ def plot_convergence(rows: list[dict[str, Any]], title: str = "", L_cycles: int 
 
 def plot_divergence(rows: list[dict[str, Any]], title: str = "") -> Any:
     """One panel per level; a line per variant with its 95 % band. Returns the Figure."""
-    fig, axes = _figure(len(LEVELS))
+    fig, axes = new_figure(len(LEVELS))
     for ax, level in zip(axes[0], LEVELS):
         for variant in sorted({r["variant"] for r in rows}):
             points = [r for r in rows if r["level"] == level and r["variant"] == variant]
@@ -496,61 +354,7 @@ def plot_divergence(rows: list[dict[str, Any]], title: str = "") -> Any:
     return fig
 
 
-def plot_learning_curves(rows: list[dict[str, Any]], tags: Sequence[str] = LEARNING_TAGS) -> Any:
-    """A row of panels (one per tag) per env; a line per run, coloured by variant. Returns the Figure."""
-    envs = sorted({r["env"] for r in rows}) or ["(no data)"]
-    fig, axes = _figure(len(tags), len(envs))
-    for env, panel_row in zip(envs, axes):
-        for ax, tag in zip(panel_row, tags):
-            by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for r in rows:
-                if r["env"] == env and r["tag"] == tag:
-                    by_run[r["run"]].append(r)
-            labelled = set()
-            for run, points in sorted(by_run.items()):
-                points.sort(key=lambda p: p["step"])
-                variant = points[0]["variant"]
-                ax.plot([p["step"] for p in points], [p["value"] for p in points],
-                        color=VARIANT_COLOURS.get(variant, "grey"), alpha=0.8, marker="." if len(points) < 20 else None,
-                        label=None if variant in labelled else variant_label(variant))
-                labelled.add(variant)
-            ax.set_title(f"{env}: {tag}", fontsize=9)
-            ax.set_xlabel("environment steps")
-            ax.set_ylabel("proportion of episodes reaching the goal")
-            ax.set_ylim(-0.02, 1.02)
-            ax.grid(alpha=0.3)
-            if labelled:
-                ax.legend(fontsize=8)
-    return fig
-
-
 # ------------------------------------------------------------------ outputs
-
-
-def save_figure(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.png`` and ``.svg``, atomically."""
-    paths = []
-    for fmt in ("png", "svg"):
-        path = Path(out_dir) / f"{name}.{fmt}"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))
-        paths.append(path)
-    return paths
-
-
-def write_csv(path: str | Path, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``rows`` as CSV, atomically (floats with 6 significant digits, NaN as empty)."""
-
-    def cell(value: Any) -> Any:
-        if isinstance(value, (float, np.floating)):
-            return "" if not np.isfinite(value) else f"{value:.6g}"
-        return value
-
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(fields), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: cell(r[k]) for k in fields} for r in rows)
-    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
-    return Path(path)
 
 
 def figure_name(kind: str, split: str = "path", measure: str = "mse") -> str:
@@ -578,11 +382,3 @@ def write_divergence(sets: Sequence[Latents], out_dir: str | Path, measure: str 
     name = figure_name("divergence", measure=measure)
     csv_path = write_csv(Path(out_dir) / f"{name}.csv", DIVERGENCE_FIELDS, rows)
     return [*save_figure(fig, out_dir, name), csv_path]
-
-
-def write_learning_curves(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """``learning_curves.{png,svg,csv}`` in ``out_dir`` from the runs' TensorBoard event files."""
-    rows = [row for run_dir in run_dirs for row in learning_curve_rows(run_dir)]
-    fig = plot_learning_curves(rows)
-    csv_path = write_csv(Path(out_dir) / "learning_curves.csv", LEARNING_FIELDS, rows)
-    return [*save_figure(fig, out_dir, "learning_curves"), csv_path]

@@ -119,7 +119,7 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         """Means and standard errors (``nan`` where undefined)."""
-        from hrm_agent.analysis import mean_se
+        from hrm_agent.experiments.stats import mean_se
 
         out: dict[str, float] = {"episodes": float(len(self.success))}
         for name, values in (
@@ -168,7 +168,7 @@ class EvalResult:
     def intervention_summary(self) -> dict[str, float]:
         """Over the episodes the intervention was applied to: ``applied`` (their number),
         ``success_after`` and ``extra_steps`` (over those that reached the goal), means and standard errors."""
-        from hrm_agent.analysis import mean_se
+        from hrm_agent.experiments.stats import mean_se
 
         out = {"applied": float(self.intervened.sum())}
         out["success_after"], out["success_after_se"] = mean_se(self.success[self.intervened].astype(float))

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from envs.interventions import static_kwargs
     from hrm_agent.agent import HRMAgent
-    from hrm_agent.analysis import format_mean_se, mean_se, settling_table  # "m ± se", "m" alone, "–" for none
+    from hrm_agent.analysis import settling_table
+    from hrm_agent.experiments.stats import format_mean_se, mean_se  # "m ± se", "m" alone, "–" for none
 
     try:
         agent = HRMAgent.load(args.run, device=args.device)

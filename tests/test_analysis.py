@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from hrm_agent import analysis
+from hrm_agent.experiments.stats import mean_ci
 from hrm_agent.latents import Latents, load
+from hrm_agent.runs import UsageError
 
 from test_train_cli import TINY_ARGS, assert_user_error
 
@@ -80,10 +82,10 @@ def test_divergence_compares_each_step_with_its_episode_first_step():
 
 
 def test_mean_ci_is_the_normal_95_percent_interval():
-    mean, low, high, n = analysis.mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    mean, low, high, n = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     half = 1.959964 * np.std([1, 2, 3, 4], ddof=1) / 2
     assert n == 4 and mean == 2.5 and np.isclose(low, 2.5 - half) and np.isclose(high, 2.5 + half)
-    assert np.isnan(analysis.mean_ci(np.array([1.0]))[1])
+    assert np.isnan(mean_ci(np.array([1.0]))[1])
 
 
 def test_convergence_table_splits_changed_steps_and_leaves_out_first_steps():
@@ -104,7 +106,7 @@ def test_the_path_split_counts_only_changes_that_touched_the_shortest_path():
     rng = np.random.default_rng(1)
     changed = np.array([False, True, True, False, True, True])
     lat = synthetic(rng.normal(size=(6, 4, 2, 2)), episode_length=[3, 3], changed=changed, variant="carry")
-    with pytest.raises(analysis.AnalysisError, match="no path_changed.*--split any"):
+    with pytest.raises(UsageError, match="no path_changed.*--split any"):
         analysis.convergence_table([lat])
     lat.path_changed = np.array([False, False, True, False, True, False])
     curves = analysis.convergence_curves(lat, "z_H")
@@ -115,7 +117,7 @@ def test_the_path_split_counts_only_changes_that_touched_the_shortest_path():
         np.testing.assert_allclose([r["mean"] for r in got], curves[picked].mean(axis=0))
     any_rows = analysis.convergence_table([lat], split="any")
     assert {r["n"] for r in any_rows if r["changed"]} == {4}
-    with pytest.raises(analysis.AnalysisError, match="split must be"):
+    with pytest.raises(UsageError, match="split must be"):
         analysis.convergence_table([lat], split="door")
 
 
@@ -133,7 +135,7 @@ def test_the_query_measure_sums_the_query_tokens_squared_difference_over_hidden_
     np.testing.assert_allclose(analysis.divergence_curves(lat, "z_H", measure="query"), [0.0, 16.0])
     rows = analysis.divergence_table([lat], measure="query")
     assert {r["measure"] for r in rows} == {"query"}
-    with pytest.raises(analysis.AnalysisError, match="measure must be"):
+    with pytest.raises(UsageError, match="measure must be"):
         analysis.convergence_curves(lat, "z_H", measure="l1")
 
 
@@ -173,7 +175,7 @@ def test_settling_table_separates_the_steps_that_first_saw_an_intervention():
 def test_latents_from_different_environments_are_not_pooled():
     a, b = synthetic(np.zeros((2, 2, 2, 2))), synthetic(np.zeros((2, 2, 2, 2)))
     b.metadata["env_id"] = "Other-v0"
-    with pytest.raises(analysis.AnalysisError, match="several environments"):
+    with pytest.raises(UsageError, match="several environments"):
         analysis.convergence_table([a, b])
 
 
@@ -394,7 +396,8 @@ def test_notebook_executes_on_the_tiny_runs(runs, monkeypatch, tmp_path):
 
 
 def test_ablation_table_keeps_runs_timed_alone_apart_and_says_how_they_ran(tmp_path, monkeypatch):
-    from hrm_agent.bench.learn import check_settings, fingerprint, write_results
+    from hrm_agent.bench.learn import check_settings
+    from hrm_agent.experiments.store import fingerprint, write_results
 
     module = command("ablation_table")
     settings = "target_update_interval=250"
@@ -474,7 +477,7 @@ def test_the_read_measure_takes_the_positions_the_q_head_read_at_each_step():
     finals = np.array([[[1.0], [2.0], [3.0]], [[2.0], [4.0], [6.0]]])  # (n, S, D)
     z = np.stack([np.zeros_like(finals), finals], axis=1)  # (n, 2 iterations, S, D)
     lat = synthetic(z, variant="carry")
-    with pytest.raises(analysis.AnalysisError, match="no read positions"):
+    with pytest.raises(UsageError, match="no read positions"):
         analysis.convergence_curves(lat, "z_H", "read")
     lat.read_positions = np.array([[2, 2], [1, 2]])
     curves = analysis.convergence_curves(lat, "z_H", "read")

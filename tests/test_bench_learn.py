@@ -233,7 +233,7 @@ def test_a_run_timed_at_another_thread_count_is_run_again(learned, capsys):
 
 
 def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
-    from hrm_agent.bench.learn import fingerprint
+    from hrm_agent.experiments.store import fingerprint
 
     config = {"gamma": 0.95}
     base = fingerprint("DynamicMaze-v0", {}, config)
@@ -257,8 +257,8 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
 
 
 def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interval():
-    from hrm_agent.analysis import bootstrap_difference
-    from hrm_agent.bench.learn import compare_variants, curve_mean, minutes_to_90, table
+    from hrm_agent.experiments.stats import bootstrap_difference
+    from hrm_agent.experiments.tables import compare_variants, curve_mean, minutes_to_90, table
 
     def row(variant, seed, final, curve, to_90=""):
         return {"variant": variant, "seed": str(seed), "final_success": str(final), "path_efficiency": "1.0",
@@ -295,3 +295,98 @@ def test_minutes_to_90_are_the_wall_clock_the_first_evaluation_at_90_recorded():
     assert summary_record("DynamicMaze-v0", "carry", 0, 300, 240.0, history[:1])["minutes_to_90"] is None
     old = [{k: v for k, v in h.items() if k != "wall_clock_s"} for h in history]  # a run from before
     assert summary_record("DynamicMaze-v0", "carry", 0, 300, 240.0, old)["minutes_to_90"] is None
+
+
+def test_finished_run_directories_are_recorded_without_training(learned, capsys):
+    tmp, _ = learned
+    first = {r["variant"]: r for r in csv.DictReader((tmp / "results" / "bench.csv").open()) if r["threads"] == "1"}
+    runs = sorted(p.name for p in (tmp / "runs").iterdir())
+    # another results file: the runs are not in it, but their directories are under --runs-dir
+    argv = learn_args(tmp, 1, "--learners", "carry,reset,dqn,ppo,recurrent-ppo")
+    argv[argv.index("--results") + 1] = str(tmp / "adopted" / "bench.csv")
+    code, out, err = in_process(capsys, *argv)
+    assert code == 0, err
+    assert "0 of 5 runs already in" in out
+    assert out.count("(adopted the finished run ") == 5 and "resuming" not in out, (out, adoption_report(tmp))
+    assert sorted(p.name for p in (tmp / "runs").iterdir()) == runs  # nothing trained, no directory made
+    for row in csv.DictReader((tmp / "adopted" / "bench.csv").open()):
+        same = first[row["variant"]]
+        assert row == same, row["variant"]  # the row the training recorded, from the same summary.json
+
+
+def adoption_report(tmp: Path) -> str:
+    """For a failed adoption: each run directory, its summary's threads and why it is not a run of its row."""
+    import json
+
+    import yaml
+
+    from hrm_agent.experiments.store import fingerprint
+
+    rows = {r["run"]: r for r in csv.DictReader((tmp / "results" / "bench.csv").open())}
+    lines = []
+    for run_dir in sorted((tmp / "runs").iterdir()):
+        record = yaml.safe_load((run_dir / "config.yaml").read_text())
+        agent = {k: v for k, v in record["agent"].items() if k != "algo"}
+        row = rows.get(run_dir.name, {})
+        threads = json.loads((run_dir / "summary.json").read_text()).get("threads")
+        lines.append(f"{run_dir.name}: threads {threads}, kwargs {record.get('env_kwargs')}, "
+                     f"fingerprint {fingerprint(record['env'], record.get('env_kwargs') or {}, agent)} "
+                     f"row {row.get('defaults')} {row.get('threads')}")
+    return "\n".join(lines)
+
+
+def test_a_run_directory_of_other_settings_or_threads_is_not_taken_for_a_task(learned):
+    from hrm_agent.experiments.launch import Task, finished_run
+    from hrm_agent.experiments.store import row_key
+    from hrm_agent.runs import parse_env_kwargs
+
+    tmp, _ = learned
+    env_kwargs = parse_env_kwargs([item.split("=", 1)[1] for item in ENV_ARGS])
+    (row,) = [r for r in csv.DictReader((tmp / "results" / "bench.csv").open())
+              if r["variant"] == "dqn" and r["threads"] == "1"]
+    task = Task("dqn", 0, row["settings"].split(), key=row_key(row), threads=1)
+    found = finished_run(tmp / "runs", task, "DynamicMaze-v0", env_kwargs, BUDGET)
+    assert found is not None and found[0].name == row["run"]
+    assert finished_run(tmp / "runs", task, "DynamicMaze-v0", env_kwargs, BUDGET * 2) is None  # another budget
+    assert finished_run(tmp / "runs", task, "DynamicMaze-v0", {**env_kwargs, "toggle_prob": 0.5}, BUDGET) is None
+    other = Task("dqn", 0, row["settings"].split(), key=(*row_key(row)[:6], "0123456789ab", "1"), threads=1)
+    assert finished_run(tmp / "runs", other, "DynamicMaze-v0", env_kwargs, BUDGET) is None  # another config
+    assert finished_run(tmp / "runs", Task("dqn", 0, [], key=row_key(row), threads=2), "DynamicMaze-v0",
+                        env_kwargs, BUDGET) is None  # timed at another thread count
+
+
+def test_an_interrupted_bench_learn_resumes_its_hrm_run_from_the_checkpoint(tmp_path):
+    import json
+    import signal
+    import time
+
+    budget = 1500
+    argv = [*learn_args(tmp_path, 1, "--learners", "carry", "--set=hrm:checkpoint_freq=100",
+                        "--set=eval_freq=500"), "--budget", str(budget)]
+    proc = subprocess.Popen([sys.executable, "-m", "hrm_agent.bench", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list((tmp_path / "runs").glob("*/checkpoints/last.pt")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the training checkpoints and stops
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "summary.json").exists() and (run_dir / "checkpoints" / "last.pt").is_file()
+
+    result = bench(*argv)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {run_dir} from its last checkpoint" in result.stdout
+    assert f"[1/1] HRM carry z seed 0 (resumed {run_dir})" in result.stdout
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]  # no second directory
+    log = (run_dir / "train.log").read_text()
+    assert log.startswith("$ ") and log.count("\n$ ") == 1  # the interrupted part, then the resumed one
+    resumed = log.split("\n$ ")[1]
+    assert resumed.startswith(f"{sys.executable} -m hrm_agent.train --resume {run_dir} ")
+    (started,) = re.findall(r"seed 0, (\d+)/%d steps" % budget, resumed)
+    assert 0 < int(started) < budget  # it went on from the checkpoint, not from step 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["total_steps"] == budget and [h["step"] for h in summary["eval_history"]] == [500, 1000, 1500]
+    (row,) = csv.DictReader((tmp_path / "results" / "bench.csv").open())
+    assert row["run"] == run_dir.name and row["total_steps"] == str(budget)

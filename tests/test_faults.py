@@ -420,21 +420,21 @@ def test_sweep_checks_every_trial_and_the_machine_before_creating_anything(argv,
 
 
 def test_a_trial_that_fails_before_its_run_directory_exists_leaves_its_error_txt(tmp_path):
-    from hrm_agent import sweep
+    from hrm_agent.experiments import trials
     from hrm_agent.hyperparams import ConfigError
 
-    spec = {"format": sweep.SWEEP_FORMAT, "version": sweep.SWEEP_VERSION, "envs": ["DynamicMaze-v0"],
+    spec = {"format": trials.SWEEP_FORMAT, "version": trials.SWEEP_VERSION, "envs": ["DynamicMaze-v0"],
             "variants": ["carry"], "seeds": 1, "grid": [], "total_steps": 100, "config": None,
             "overrides": ["model.segments=0"], "env_kwargs": []}  # a sweep.json edited by hand
-    (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps(spec))
-    (trial,) = sweep.plan(spec)
+    (tmp_path / trials.SWEEP_FILE).write_text(json.dumps(spec))
+    (trial,) = trials.plan(spec)
     config = {"name": trial.name, "env": trial.env, "variant": trial.variant, "seed": 0, "grid": [],
               "sweep_dir": str(tmp_path), "threads": 1, "device": "cpu"}
     with pytest.raises(ConfigError):
-        sweep.run_trial({"trial": config})
-    error = (tmp_path / sweep.RUNS / trial.name / sweep.ERROR_FILE).read_text()
+        trials.run_trial({"trial": config})
+    error = (tmp_path / trials.RUNS / trial.name / trials.ERROR_FILE).read_text()
     assert error.startswith("ConfigError: invalid hyperparameters: model.segments")
-    assert sweep.trial_row(tmp_path, trial)["status"] == "failed"
+    assert trials.trial_row(tmp_path, trial)["status"] == "failed"
 
 
 # ------------------------------------------------------------------ 6. unclear messages made clear

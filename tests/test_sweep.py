@@ -12,6 +12,9 @@ import yaml
 
 from conftest import TINY_ENV, TINY_MODEL
 from hrm_agent import sweep, train
+from hrm_agent.experiments import trials
+from hrm_agent.experiments import tune as ray_tune
+from hrm_agent.runs import UsageError
 
 TINY = {
     "model": dict(TINY_MODEL, H_cycles=1, L_cycles=1),
@@ -60,15 +63,15 @@ def test_sweep_runs_trials_reports_the_failure_and_the_other_finishes(swept):
     config = yaml.safe_load((good / "config.yaml").read_text())
     assert config["agent"]["learning_rate"] == 0.001 and config["agent"]["total_steps"] == STEPS
     assert config["agent"]["eval_freq"] == 100 and config["env_kwargs"] == TINY_ENV
-    assert not (good / sweep.ERROR_FILE).exists()
-    assert "non-finite TD loss" in (bad / sweep.ERROR_FILE).read_text()
+    assert not (good / trials.ERROR_FILE).exists()
+    assert "non-finite TD loss" in (bad / trials.ERROR_FILE).read_text()
     assert not (bad / "summary.json").exists()
 
 
 def test_sweep_reports_every_evaluation_to_tune(swept):
     sweep_dir, _ = swept
-    results = list((sweep_dir / sweep.TUNE_DIR).glob(f"*/{GOOD}*/result.json"))
-    assert len(results) == 1, list((sweep_dir / sweep.TUNE_DIR).rglob("result.json"))
+    results = list((sweep_dir / trials.TUNE_DIR).glob(f"*/{GOOD}*/result.json"))
+    assert len(results) == 1, list((sweep_dir / trials.TUNE_DIR).rglob("result.json"))
     reported = [json.loads(line) for line in results[0].read_text().splitlines() if line.strip()]
     history = json.loads((sweep_dir / "runs" / GOOD / "summary.json").read_text())["eval_history"]
     assert [r["timesteps"] for r in reported] == [h["step"] for h in history] == [100, 200, 300]
@@ -94,12 +97,12 @@ def test_a_trial_is_the_training_of_hrm_agent_train(swept, config_file, tmp_path
 
 def test_summary_table_and_reprint(swept):
     sweep_dir, result = swept
-    markdown = (sweep_dir / sweep.SUMMARY_MD).read_text()
+    markdown = (sweep_dir / trials.SUMMARY_MD).read_text()
     assert markdown in result.stdout
     assert "| DynamicMaze-v0 | carry | learning_rate=0.001 | 1/1 |" in markdown
     assert "| DynamicMaze-v0 | carry | learning_rate=1e+30 | 0/1 (1 failed) |" in markdown
     assert "`runs/DynamicMaze-v0__carry__*__learning_rate=0.001`" in markdown
-    rows = {r["trial"]: r for r in sweep.write_summary(sweep_dir, sweep.read_spec(sweep_dir))[1]}
+    rows = {r["trial"]: r for r in trials.write_summary(sweep_dir, trials.read_spec(sweep_dir))[1]}
     assert rows[GOOD]["status"] == "finished" and rows[BAD]["status"] == "failed"
     again = run_sweep("--summary", str(sweep_dir))
     assert again.returncode == 0 and again.stdout == markdown
@@ -121,11 +124,11 @@ def test_resume_skips_finished_trials_and_reruns_the_rest(swept):
 
 def test_plan_names_and_grid():
     spec = {"envs": ["DynamicMaze-v0", "FourRooms-v0"], "variants": ["carry", "reset"], "seeds": 2,
-            "grid": sweep.parse_grid(["learning_rate=3e-4,0.001", "model.hidden_size=16,32"])}
-    trials = sweep.plan(spec)
-    assert len(trials) == 2 * 2 * 2 * 2 * 2 and len({t.name for t in trials}) == len(trials)
+            "grid": trials.parse_grid(["learning_rate=3e-4,0.001", "model.hidden_size=16,32"])}
+    planned = trials.plan(spec)
+    assert len(planned) == 2 * 2 * 2 * 2 * 2 and len({t.name for t in planned}) == len(planned)
     assert spec["grid"] == [("learning_rate", ["3e-4", 0.001]), ("model.hidden_size", [16, 32])]
-    first = trials[0]
+    first = planned[0]
     assert first.name == "DynamicMaze-v0__carry__0__learning_rate=3e-4,model.hidden_size=16"
     assert first.seeds_pattern == "DynamicMaze-v0__carry__*__learning_rate=3e-4,model.hidden_size=16"
     assert first.overrides() == ['learning_rate="3e-4"', "model.hidden_size=16"]
@@ -133,8 +136,8 @@ def test_plan_names_and_grid():
 
 def test_train_argv_starts_fresh_or_resumes_from_the_checkpoint(tmp_path):
     spec = {"total_steps": 500, "config": None, "overrides": ["gamma=0.9"], "env_kwargs": ["size=7"]}
-    trial = sweep.Trial("DynamicMaze-v0", "reset", 2, (("learning_rate", 0.01),))
-    argv = sweep.train_argv(spec, trial, tmp_path, threads=1, device="cpu")
+    trial = trials.Trial("DynamicMaze-v0", "reset", 2, (("learning_rate", 0.01),))
+    argv = trials.train_argv(spec, trial, tmp_path, threads=1, device="cpu")
     args = train.build_parser().parse_args(argv)
     assert args.env == "DynamicMaze-v0" and args.carry_z is False and args.seed == 2 and args.total_steps == 500
     assert args.overrides == ["gamma=0.9", "learning_rate=0.01"] and args.env_kwargs == ["size=7"]
@@ -142,7 +145,7 @@ def test_train_argv_starts_fresh_or_resumes_from_the_checkpoint(tmp_path):
     checkpoint = tmp_path / "runs" / trial.name / "checkpoints" / "last.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"")
-    args = train.build_parser().parse_args(sweep.train_argv(spec, trial, tmp_path, threads=1, device="cpu"))
+    args = train.build_parser().parse_args(trials.train_argv(spec, trial, tmp_path, threads=1, device="cpu"))
     assert args.resume == tmp_path / "runs" / trial.name and args.env is None and args.total_steps == 500
 
 
@@ -175,20 +178,20 @@ def test_bad_arguments_exit_2_with_one_line_and_create_nothing(argv, fragment, t
 
 def test_a_trial_larger_than_this_machine_is_refused():
     have = {"CPU": 2.0}
-    sweep.check_resources(have, 2, 0)
-    with pytest.raises(sweep.SweepError, match="--cpus-per-trial 4: this machine has 2 CPUs"):
-        sweep.check_resources(have, 4, 0)
-    with pytest.raises(sweep.SweepError, match="--gpus-per-trial 1: this machine has 0 GPUs"):
-        sweep.check_resources(have, 1, 1)
+    ray_tune.check_resources(have, 2, 0)
+    with pytest.raises(UsageError, match="--cpus-per-trial 4: this machine has 2 CPUs"):
+        ray_tune.check_resources(have, 4, 0)
+    with pytest.raises(UsageError, match="--gpus-per-trial 1: this machine has 0 GPUs"):
+        ray_tune.check_resources(have, 1, 1)
 
 
 def test_resume_and_summary_need_a_sweep_directory(tmp_path, capsys):
     assert sweep.main(["--resume", str(tmp_path)]) == 2
     assert "is not a sweep directory" in capsys.readouterr().err
-    (tmp_path / sweep.SWEEP_FILE).write_text("{not json")
+    (tmp_path / trials.SWEEP_FILE).write_text("{not json")
     assert sweep.main(["--summary", str(tmp_path)]) == 2
     assert "cannot read" in capsys.readouterr().err
-    (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps({"format": sweep.SWEEP_FORMAT, "version": 99}))
+    (tmp_path / trials.SWEEP_FILE).write_text(json.dumps({"format": trials.SWEEP_FORMAT, "version": 99}))
     assert sweep.main(["--summary", str(tmp_path)]) == 2
     assert "version 99" in capsys.readouterr().err
     assert sweep.main(["--resume", str(tmp_path), "--env", "DynamicMaze-v0"]) == 2
@@ -197,10 +200,10 @@ def test_resume_and_summary_need_a_sweep_directory(tmp_path, capsys):
 
 def test_an_existing_sweep_directory_is_not_overwritten(swept, capsys):
     sweep_dir, _ = swept
-    before = (sweep_dir / sweep.SWEEP_FILE).read_bytes()
+    before = (sweep_dir / trials.SWEEP_FILE).read_bytes()
     assert sweep.main(["--env", "DynamicMaze-v0", "--sweep-dir", str(sweep_dir)]) == 2
     assert f"continue it with --resume {sweep_dir}" in capsys.readouterr().err
-    assert (sweep_dir / sweep.SWEEP_FILE).read_bytes() == before
+    assert (sweep_dir / trials.SWEEP_FILE).read_bytes() == before
 
 
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch, tmp_path, capsys):

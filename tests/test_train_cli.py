@@ -108,7 +108,7 @@ def test_evaluate_cli_runs_the_replanning_test_and_writes_json(trained_run, tmp_
 
 
 def test_evaluate_prints_no_nan_when_an_se_or_a_mean_is_undefined():
-    from hrm_agent.analysis import format_mean_se  # what the evaluate CLI prints
+    from hrm_agent.experiments.stats import format_mean_se  # what the evaluate CLI prints
 
     assert format_mean_se([0.0, 0.5], 3) == "0.250 ± 0.250"
     assert format_mean_se([1.0], 3) == "1.000"  # one successful episode: no SE

@@ -32,6 +32,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
+from hrm_agent.experiments.cli import add_env_kwarg, add_set
+
 LEARNERS = ("carry", "reset", "dqn")
 LABELS = {"carry": "HRM carry z", "reset": "HRM reset z", "dqn": "SB3 DQN"}
 PHASES = ("act", "env step", "replay add", "replay sample", "update", "target sync")
@@ -44,10 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of each learner (default 1, as bench learn's runs use)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="[LEARNER:]KEY=VALUE",
-                        help="hyperparameter for the learners named (hrm, carry, reset, dqn; none: all)")
-    parser.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                        help="gym.make keyword, e.g. --env-kwarg size=9")
+    add_set(parser, "hyperparameter for the learners named (hrm, carry, reset, dqn; none: all)",
+            metavar="[LEARNER:]KEY=VALUE", default=[])
+    add_env_kwarg(parser, default=[])
 
 
 def peak_rss_bytes() -> int:
@@ -191,17 +192,17 @@ def measure(learner: str, env_id: str, env_kwargs: dict[str, Any], settings: lis
 
 
 def split_overrides(items: list[str]) -> dict[str, list[str]]:
-    from hrm_agent.bench.learn import BenchError
+    from hrm_agent.runs import UsageError
 
     prefixes = {"hrm": ("carry", "reset"), "sb3": ("dqn",), **{n: (n,) for n in LEARNERS}}
     per_learner: dict[str, list[str]] = {n: [] for n in LEARNERS}
     for item in items:
         head, sep, _ = item.partition("=")
         if not sep or not head:
-            raise BenchError(f"--set {item!r} must look like [LEARNER:]KEY=VALUE (e.g. hrm:batch_size=32)")
+            raise UsageError(f"--set {item!r} must look like [LEARNER:]KEY=VALUE (e.g. hrm:batch_size=32)")
         prefix, colon, _ = head.partition(":")
         if colon and prefix not in prefixes:
-            raise BenchError(f"--set {item!r}: unknown learner {prefix!r}; use one of {', '.join(prefixes)}")
+            raise UsageError(f"--set {item!r}: unknown learner {prefix!r}; use one of {', '.join(prefixes)}")
         targets, text = (prefixes[prefix], item[len(prefix) + 1:]) if colon else (LEARNERS, item)
         for name in targets:
             per_learner[name].append(text)
@@ -246,7 +247,7 @@ def report(results: dict[str, dict[str, Any]], env_id: str, steps: int, threads:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, env_kwargs = _check(args)  # a mistake: BenchError, one line and exit code 2 (bench's main)
+    settings, env_kwargs = _check(args)  # a mistake: UsageError, one line and exit code 2 (bench's main)
     results = {}
     context = multiprocessing.get_context("spawn")
     for name in LEARNERS:
@@ -261,19 +262,15 @@ def _check(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, An
     """Validate everything in this process (:func:`hrm_agent.runs.check_config`), so a mistake is one
     line and not a child's traceback."""
     from hrm_agent.baselines.config import resolve_baseline_config
-    from hrm_agent.bench.learn import BenchError
     from hrm_agent.hyperparams import ConfigError, resolve_config
     from hrm_agent.runs import UsageError, check_config, check_env, parse_env_kwargs
 
     if args.steps < 1:
-        raise BenchError(f"--steps must be positive, got {args.steps}")
+        raise UsageError(f"--steps must be positive, got {args.steps}")
     if args.threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {args.threads}")
-    try:
-        env_kwargs = parse_env_kwargs(args.env_kwargs)
-        check_env(args.env, env_kwargs)
-    except UsageError as err:
-        raise BenchError(str(err)) from None
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
+    check_env(args.env, env_kwargs)
     settings = split_overrides(args.overrides)
     for name in LEARNERS:
         try:
@@ -283,5 +280,5 @@ def _check(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, An
                 config = resolve_config(args.env, None, settings[name] + NO_EVAL, carry_z=name == "carry")
             check_config(args.env, env_kwargs, config)
         except (ConfigError, UsageError) as err:
-            raise BenchError(f"{name}: {err}") from None
+            raise UsageError(f"{name}: {err}") from None
     return settings, env_kwargs
