@@ -20,8 +20,9 @@ from hrm_agent import carry, checkpoint, loop
 from hrm_agent.build import build_networks, resolve_device
 from hrm_agent.callbacks import Callback
 from hrm_agent.hyperparams import AgentConfig, resolve_config
-from hrm_agent.loop import Rollout, TrainingDiverged, act, setup, train  # noqa: F401  (TrainingDiverged: importable here)
+from hrm_agent.loop import TrainingDiverged, act, setup, train  # noqa: F401  (TrainingDiverged: importable here)
 from hrm_agent.model import HRMCarry
+from hrm_agent.rollout import Rollout
 from hrm_agent.replay import ReplayBuffer
 from hrm_agent.runs import hrm_model_config
 

@@ -218,8 +218,8 @@ def restore_training(agent: Any, data: dict[str, Any]) -> None:
     """Put a checkpoint's training state (:func:`training_state`) into an agent rebuilt by :func:`agent_from`."""
     import gymnasium as gym
 
-    from hrm_agent import carry, loop
-    from hrm_agent.loop import Rollout
+    from hrm_agent import carry
+    from hrm_agent.rollout import Rollout, make_replay
     from hrm_agent.model import HRMCarry
 
     agent.optimizer.load_state_dict(data["optimizer"])
@@ -244,7 +244,7 @@ def restore_training(agent: Any, data: dict[str, Any]) -> None:
                                 acting["episode_return"], acting["episode_length"])
         agent.rollout.ep_info.extend(acting["ep_info"])
     if data["replay"] is not None:
-        loop.setup(agent)
+        agent.replay = make_replay(agent)
         agent.replay.load_state_dict(data["replay"])
     elif agent.num_timesteps > 0:  # refill the empty buffer before learning again
         agent.learning_starts_at = max(agent.learning_starts_at, agent.num_timesteps + agent.config.learning_starts)

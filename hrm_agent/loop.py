@@ -11,13 +11,9 @@ itself is ``dqn.py``.
 from __future__ import annotations
 
 import time
-from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Iterator
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -25,7 +21,7 @@ from hrm_agent import carry
 from hrm_agent.callbacks import Callback
 from hrm_agent.dqn import dqn_update, linear_schedule, update_target, warmup_lr
 from hrm_agent.model import HRMCarry, HRMQNetwork
-from hrm_agent.tokens import Tokenizer
+from hrm_agent.rollout import Rollout, make_replay
 
 if TYPE_CHECKING:
     from hrm_agent.agent import HRMAgent
@@ -35,69 +31,15 @@ class TrainingDiverged(RuntimeError):
     """The TD loss became non-finite; the last good checkpoint is kept."""
 
 
-def make_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int) -> gym.vector.SyncVectorEnv:
-    """``n_envs`` copies of ``env_id``; on an episode's end the final observation is in ``info["final_obs"]``
-    and the returned observation already starts the next episode (same-step autoreset)."""
-    return gym.vector.SyncVectorEnv(
-        [partial(gym.make, env_id, **env_kwargs) for _ in range(n_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-    )
-
-
-@dataclass
-class Rollout:
-    """What acting carries from one vector step to the next (a checkpoint keeps it)."""
-
-    envs: gym.vector.SyncVectorEnv
-    tokens: np.ndarray  # (n_envs, L) uint8 tokens of the current observations
-    z: torch.Tensor | None  # what the last forward pass kept (carry.keep); None: start from the initial state
-    episode_start: np.ndarray  # (n_envs,) bool: the current observation starts its episode
-    episode_return: np.ndarray  # (n_envs,) float64
-    episode_length: np.ndarray  # (n_envs,) int64
-    ep_info: deque = field(default_factory=lambda: deque(maxlen=100))  # (return, length, success) of the last 100
-
-    @classmethod
-    def start(cls, env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int, tokenizer: Tokenizer) -> "Rollout":
-        envs = make_vec_env(env_id, env_kwargs, n_envs)
-        obs, _ = envs.reset(seed=seed)
-        return cls(envs, tokenizer(obs), None, np.ones(n_envs, dtype=bool), np.zeros(n_envs),
-                   np.zeros(n_envs, dtype=np.int64))
-
-    def step(self, actions: np.ndarray, tokenizer: Tokenizer) -> tuple[np.ndarray, ...]:
-        """Step the envs: ``(next_tokens, stored_next_tokens, rewards, terminated, done, ended_successes)``.
-
-        ``stored_next_tokens`` hold each episode's final observation where it ended (same-step autoreset:
-        ``next_tokens`` already start the next episode there); each observation is tokenised once.
-        """
-        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-        done = terminated | truncated
-        next_tokens = tokenizer(next_obs)
-        stored = next_tokens.copy()
-        ended = np.flatnonzero(done)
-        if ended.size:
-            stored[ended] = tokenizer(np.stack([infos["final_obs"][i] for i in ended]))
-        success = infos["final_info"].get("is_success", np.zeros(len(done), bool)) if ended.size else None
-        self.episode_return += rewards
-        self.episode_length += 1
-        for i in ended:
-            self.ep_info.append((float(self.episode_return[i]), int(self.episode_length[i]), bool(success[i])))
-            self.episode_return[i] = 0.0
-            self.episode_length[i] = 0
-        return next_tokens, stored, rewards, terminated, done
-
-
 def setup(agent: "HRMAgent") -> None:
     """Make the agent's environments, replay buffer and (with a ``run_dir``) logger, where missing."""
     from hrm_agent.logger import agent_hparams, log_hparams, make_logger
-    from hrm_agent.replay import ReplayBuffer
 
     c = agent.config
     if agent.rollout is None:
         agent.rollout = Rollout.start(agent.env_id, agent.env_kwargs, c.n_envs, agent.seed, agent.tokenizer)
     if agent.replay is None:
-        agent.replay = ReplayBuffer(c.buffer_size, c.n_envs, agent.tokenizer.seq_len,
-                                    carry.latent_shape(c.carry_z, c.carry, agent.model_config),
-                                    carry.latent_dtype(agent.model_config), goal_tokens=agent.tokenizer.goal_tokens)
+        agent.replay = make_replay(agent)
     if agent.run_dir is not None and agent.logger is None:
         agent.logger = make_logger(agent.run_dir, resume_step=agent.resumed_at)
         log_hparams(agent.logger, agent_hparams(agent))
