@@ -51,3 +51,16 @@ def test_a_run_directory_belongs_to_a_task_of_its_env_seed_budget_and_config(tmp
     assert recorded_budget(run_dir, config, "dqn") is None
     (run_dir / "train.log").write_text("$ python -m hrm_agent.baselines --algo dqn --total-steps 700 --seed 3\n")
     assert recorded_budget(run_dir, config, "dqn") == 700 and recorded_budget(run_dir, config, "carry") == 500
+
+
+def test_committed_rows_keep_their_fingerprint_under_the_current_package():
+    """A committed results row is found again by the command that wrote it: options retired since (at the
+    value every run had) and fields added since (at their off value) leave the fingerprint as it was."""
+    from pathlib import Path
+
+    from hrm_agent.hyperparams import resolve_config
+
+    results = Path(__file__).resolve().parents[1] / "analysis" / "results" / "ablation" / "carry-full.csv"
+    row = next(r for r in read_results(results) if r["env"] == "DynamicMaze-v0" and r["seed"] == "0")
+    config = resolve_config("DynamicMaze-v0", None, row["settings"].split(), carry_z=True)
+    assert fingerprint("DynamicMaze-v0", {}, config.model_dump()) == row["defaults"]

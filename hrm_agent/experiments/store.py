@@ -77,6 +77,10 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
         entry = getattr(__import__(module, fromlist=[name]), name)
     params = {p.name: p.default for p in inspect.signature(entry).parameters.values()
               if p.default is not inspect.Parameter.empty}
+    if "carry_z" in learner_config:  # an HRM config: retired options hashed at the value every run had
+        from hrm_agent.hyperparams import RETIRED
+
+        learner_config = {**RETIRED, **learner_config}
     learner_config = {k: v for k, v in learner_config.items()
                       if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
     if "total_steps" in learner_config:  # the run's budget (--total-steps, a key field) replaces it
