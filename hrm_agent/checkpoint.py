@@ -172,7 +172,11 @@ def agent_from(cls: Any, data: dict[str, Any], device: Any, run_dir: Path | None
     current = agent.model_config.model_dump()
     from hrm_agent.config import without_retired as model_without_retired
 
-    if any(current.get(key) != value for key, value in model_without_retired(data["model_config"]).items()):
+    try:
+        saved = model_without_retired(data["model_config"])
+    except ValueError:
+        saved = data["model_config"]  # a retired field at another value: reported as the mismatch below
+    if any(current.get(key) != value for key, value in saved.items()):
         raise CheckpointError(
             f"the saved model config does not match the environment {data['env_id']} as it is made now"
         )

@@ -22,9 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RETIRED_FIELDS: dict[str, Any] = {"anchor_embedding": False}
 
 
-def without_retired(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` (a saved ``HRMConfig`` dump) without the retired fields that hold their inert value."""
-    return {k: v for k, v in fields.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
+def without_retired(params: dict[str, Any], retired: dict[str, Any] = RETIRED_FIELDS) -> dict[str, Any]:
+    """``params`` less the ``retired`` options (name -> the value every run had) that hold that value;
+    one that holds another raises ValueError naming it. Used for the model's fields and the agent's options."""
+    for key, inert in retired.items():
+        if key in params and params[key] != inert:
+            raise ValueError(f"{key}: retired ({params[key]!r} is no longer an option; every run used {inert!r}; "
+                             "analysis/results/HISTORY.md says what it measured)")
+    return {k: v for k, v in params.items() if k not in retired}
 
 
 class HRMConfig(BaseModel):
@@ -109,12 +114,7 @@ class HRMConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_retired(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = without_retired(data)
-            retired = sorted(RETIRED_FIELDS.keys() & data.keys())
-            if retired:
-                raise ValueError(f"{', '.join(retired)}: retired (analysis/results/HISTORY.md says what it measured)")
-        return data
+        return without_retired(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check(self) -> "HRMConfig":

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hrm_agent.config import without_retired as drop_retired
+
 
 class AgentConfig(BaseModel):
     """Everything that defines an HRM-Agent training run besides env id and seed."""
@@ -129,13 +131,10 @@ RETIRED = {"optimizer": "adam", "loss": "mse", "double_q": False}
 
 def without_retired(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` less the retired options that hold their one remaining value; another value raises ConfigError."""
-    kept = dict(params)
-    for key, value in RETIRED.items():
-        if key in kept:
-            if kept[key] != value:
-                raise ConfigError(f"{key}: {kept[key]!r} is no longer an option (retired; every run uses {value!r})")
-            del kept[key]
-    return kept
+    try:
+        return drop_retired(params, RETIRED)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
