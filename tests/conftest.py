@@ -21,6 +21,16 @@ TINY_ENV = {"size": 7, "n_fixed_walls": 2, "n_dynamic_walls": 2, "dynamics": "to
             "max_steps": 28, "bump_penalty": 0.0}
 
 
+def every_dynamics(prob):
+    """``(env id, kwargs)`` of each kind of change the envs make, each at probability ``prob``."""
+    return [
+        ("DynamicMaze-v0", {"change_prob": prob}),
+        ("DynamicMaze-v0", {"dynamics": "toggle", "toggle_prob": prob}),
+        ("FourRooms-v0", {"change_prob": prob}),
+        ("FourRooms-v0", {"doorways": "random", "change_prob": prob}),
+    ]
+
+
 def tiny_config(**overrides):
     config = {
         "model": dict(TINY_MODEL),

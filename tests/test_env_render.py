@@ -9,6 +9,7 @@ from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper, RGBImgObsWrapper
 
 from envs.tokens import AGENT, DOOR_CLOSED, DOOR_OPEN
 
+from conftest import every_dynamics
 from test_envs import ENV_IDS
 
 
@@ -57,12 +58,7 @@ def test_rgb_array_render_has_one_tile_per_cell(env_id):
 
 @pytest.mark.parametrize(
     "env_id, kwargs",
-    [
-        ("DynamicMaze-v0", {"change_prob": 1.0}),
-        ("DynamicMaze-v0", {"dynamics": "toggle", "toggle_prob": 1.0}),
-        ("FourRooms-v0", {"change_prob": 1.0}),
-        ("FourRooms-v0", {"doorways": "random", "change_prob": 1.0}),
-    ],
+    every_dynamics(1.0),
 )
 def test_render_shows_where_doors_are_and_whether_they_are_open(env_id, kwargs):
     tile = 8

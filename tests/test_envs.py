@@ -19,6 +19,7 @@ import envs
 from envs import BFSOracle, DynamicMazeEnv, FourRoomsEnv
 from envs.oracle import bfs_distances
 from envs.tokens import AGENT, GOAL, NUM_TOKENS, PASSABLE, WALL
+from conftest import every_dynamics
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_IDS = ["DynamicMaze-v0", "FourRooms-v0"]
@@ -166,12 +167,7 @@ def test_step_penalty_is_subtracted_on_non_goal_steps():
 
 @pytest.mark.parametrize(
     "env_id, static",
-    [
-        ("DynamicMaze-v0", {"change_prob": 0.0}),
-        ("DynamicMaze-v0", {"dynamics": "toggle", "toggle_prob": 0.0}),
-        ("FourRooms-v0", {"change_prob": 0.0}),
-        ("FourRooms-v0", {"doorways": "random", "change_prob": 0.0}),
-    ],
+    every_dynamics(0.0),
 )
 def test_truncated_at_max_steps(env_id, static):
     max_steps = 6
