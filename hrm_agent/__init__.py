@@ -9,6 +9,6 @@ from hrm_agent.agent import HRMAgent
 from hrm_agent.config import HRMConfig
 from hrm_agent.hyperparams import AgentConfig
 from hrm_agent.model import HRMCarry, HRMQNetwork
+from hrm_agent.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["AgentConfig", "HRMAgent", "HRMCarry", "HRMConfig", "HRMQNetwork", "__version__"]

@@ -14,7 +14,7 @@ The whole rule, for acting, replay and the update:
   episode start) and the target network reads ``s_{t+1}`` from row ``t``'s.
 
 So :func:`start` is the only place a carry is made from a kept latent: the
-acting loop, :meth:`HRMAgent.predict` and :func:`hrm_agent.dqn.dqn_update` all
+acting loop, :meth:`HRMAgent.predict` and :func:`hrm_agent.loop.dqn_update` all
 call it.
 """
 

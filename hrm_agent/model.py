@@ -10,7 +10,7 @@
   ``readout="neighbors"`` ``Q(a) = w_Q . z_H[cell that action a leads to] + b_Q``, one shared value read
   at each of the agent's neighbouring cells (the grid priors of the output).
 
-Deep supervision (the learner's choice, see ``dqn.py``) runs one segment per call. The state
+Deep supervision (the learner's choice, see ``loop.py``) runs one segment per call. The state
 ``(z_H, z_L)`` is the carry: the caller decides whether the next forward pass starts from it ("carry z";
 all of it or, with :meth:`HRMQNetwork.carry_state` in ``"token"`` mode, its query-position vectors) or
 from the fixed initial state (``reset_carry``, "reset z").

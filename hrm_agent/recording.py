@@ -126,7 +126,7 @@ class LatentRecorder:
         self, episode_success: np.ndarray, H_init: np.ndarray, L_init: np.ndarray, metadata: dict[str, Any]
     ) -> Latents:
         """Rows sorted by episode, then step; ``metadata`` gets ``hrm_agent_version`` and ``created``."""
-        from hrm_agent import __version__
+        from hrm_agent.version import __version__
 
         if not self._columns["z_H"]:
             raise ValueError("no steps were recorded")

@@ -297,7 +297,7 @@ def package_versions(*extra: str) -> dict[str, str]:
     import minigrid
     import torch
 
-    from hrm_agent import __version__
+    from hrm_agent.version import __version__
 
     versions = {"hrm_agent": __version__, "torch": str(torch.__version__),
                 "gymnasium": gym.__version__, "minigrid": minigrid.__version__}

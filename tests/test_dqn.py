@@ -10,7 +10,7 @@ import torch
 
 from hrm_agent.agent import HRMAgent
 from hrm_agent.config import HRMConfig
-from hrm_agent.dqn import dqn_update, linear_schedule, td_target, update_target
+from hrm_agent.loop import dqn_update, linear_schedule, td_target, update_target
 from hrm_agent.model import HRMQNetwork
 from hrm_agent.replay import ReplaySample
 

@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from hrm_agent import HRMAgent
-from hrm_agent.dqn import linear_schedule
+from hrm_agent.loop import linear_schedule
 
 from conftest import TINY_ENV, tiny_config
 

@@ -12,7 +12,7 @@ import torch
 from hrm_agent.carry import start as start_carry
 from hrm_agent.agent import HRMAgent
 from hrm_agent.config import HRMConfig
-from hrm_agent.dqn import dqn_update, warmup_lr
+from hrm_agent.loop import dqn_update, warmup_lr
 from hrm_agent.hyperparams import ConfigError, resolve_config
 from hrm_agent.model import HRMQNetwork
 from hrm_agent.replay import ReplaySample
@@ -93,7 +93,7 @@ def test_deep_supervision_takes_one_optimiser_step_per_segment_against_one_targe
     monkeypatch.setattr(target, "q_values", lambda *a, **k: (target_calls.append(1), original_q_values(*a, **k))[1])
     original_step = optimizer.step
     monkeypatch.setattr(optimizer, "step", lambda *a, **k: (steps.append(1), original_step(*a, **k))[1])
-    import hrm_agent.dqn as dqn
+    import hrm_agent.loop as dqn
 
     original_mse = dqn.F.mse_loss
     monkeypatch.setattr(dqn.F, "mse_loss", lambda q, y: (targets.append(y.clone()), original_mse(q, y))[1])

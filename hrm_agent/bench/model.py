@@ -99,7 +99,7 @@ def make_update(
 
     steps = cfg.segments if deep_supervision else 1
 
-    def update() -> None:  # the forward passes of hrm_agent.dqn.dqn_update
+    def update() -> None:  # the forward passes of hrm_agent.loop.dqn_update
         with torch.no_grad():
             next_q = target.q_values(next_carry, next_obs)
         y = next_q.max(dim=1).values

@@ -17,7 +17,7 @@ subclass of it and of its replay buffer, and a wrapper of its vector env:
 - act: the batched forward pass that picks actions (SB3: ``predict``);
 - env step: the vector env's ``step``;
 - replay add / replay sample: the replay buffer's ``add`` and ``sample``;
-- update: one gradient update without its sampling (``hrm_agent.dqn.dqn_update``; SB3: ``DQN.train``
+- update: one gradient update without its sampling (``hrm_agent.loop.dqn_update``; SB3: ``DQN.train``
   less its ``sample``);
 - target sync: copying the online network into the target network;
 - other: the rest (epsilon-greedy, carry reset, bookkeeping, logging).
