@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from hrm_agent.errors import UsageError
+
 FORMAT = "hrm-agent"
 VERSION = 1
 # where a run directory keeps its final model and the checkpoint it resumes from
@@ -33,7 +35,7 @@ FINAL_MODEL = "final_model.pt"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError, ValueError):
     """A model/checkpoint file is missing, corrupt, foreign or of another version."""
 
 

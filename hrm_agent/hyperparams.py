@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hrm_agent.config import without_retired as drop_retired
+from hrm_agent.errors import UsageError
 
 
 class AgentConfig(BaseModel):
@@ -120,7 +121,7 @@ class AgentConfig(BaseModel):
         return self
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A user-facing configuration problem (bad file, bad key, bad value)."""
 
 

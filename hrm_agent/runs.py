@@ -33,17 +33,14 @@ from typing import Any, Callable
 import gymnasium as gym
 import yaml
 
-from hrm_agent.checkpoint import CheckpointError, OutputError, atomic_write
+from hrm_agent.checkpoint import OutputError, atomic_write
+from hrm_agent.errors import UsageError
 from hrm_agent.hyperparams import ConfigError, format_validation_error, parse_override
 
 EXIT_USAGE = 2
 EXIT_FAULT = 1
 OUR_ENVS = ("DynamicMaze-v0", "FourRooms-v0")
 LOG_INTERVAL = 1_000  # env steps between rollout/train log rows
-
-
-class UsageError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
 
 
 class RunFault(Exception):
@@ -61,7 +58,7 @@ def error_line(err: BaseException) -> str:
 
 
 def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
-    """Wrap a command's ``main``: a :class:`UsageError`, ``ConfigError``, ``CheckpointError`` or ``OSError``
+    """Wrap a command's ``main``: a :class:`UsageError` (``ConfigError`` and ``CheckpointError`` are kinds of it) or ``OSError``
     (an output that cannot be written) becomes one ``error: ...`` line on stderr and exit code 2, a
     :class:`RunFault` one line and exit code 1."""
 
@@ -72,7 +69,7 @@ def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
         except RunFault as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_FAULT
-        except (UsageError, ConfigError, CheckpointError, OSError) as err:
+        except (UsageError, OSError) as err:
             print(f"error: {error_line(err)}", file=sys.stderr)
             return EXIT_USAGE
 

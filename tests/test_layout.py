@@ -92,3 +92,19 @@ def test_the_check_finds_a_circle():
 def test_no_source_file_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in modules().values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_one_user_error_type():
+    from hrm_agent.checkpoint import CheckpointError
+    from hrm_agent.errors import UsageError
+    from hrm_agent.hyperparams import ConfigError
+    from hrm_agent.runs import one_line_errors
+
+    for kind in (ConfigError, CheckpointError):
+        assert issubclass(kind, UsageError)
+
+        @one_line_errors
+        def main(kind=kind) -> int:
+            raise kind("bad value\nsecond line")
+
+        assert main() == 2

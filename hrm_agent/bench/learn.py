@@ -133,7 +133,7 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
     """Resolve and check every learner's config once (:func:`hrm_agent.runs.check_config`: the model
     with the env's token grid too), so a bad ``--set`` fails before anything runs; returns them."""
     from hrm_agent.baselines.config import resolve_baseline_config
-    from hrm_agent.hyperparams import ConfigError, resolve_config
+    from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import check_config, check_env
     from hrm_agent.tokens import Tokenizer
 
@@ -152,7 +152,7 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
             else:
                 config = resolve_baseline_config(name, env_id, None, per_learner[name])
             check_config(env_id, env_kwargs or {}, config)
-        except (ConfigError, UsageError) as err:
+        except UsageError as err:
             hint = (" (an unprefixed --set reaches every learner; prefix it, e.g. --set hrm:KEY=VALUE)"
                     if "Extra inputs" in str(err) else "")
             raise UsageError(f"{name}: {err}{hint}") from None

@@ -262,7 +262,7 @@ def _check(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, An
     """Validate everything in this process (:func:`hrm_agent.runs.check_config`), so a mistake is one
     line and not a child's traceback."""
     from hrm_agent.baselines.config import resolve_baseline_config
-    from hrm_agent.hyperparams import ConfigError, resolve_config
+    from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import UsageError, check_config, check_env, parse_env_kwargs
 
     if args.steps < 1:
@@ -279,6 +279,6 @@ def _check(args: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, An
             else:
                 config = resolve_config(args.env, None, settings[name] + NO_EVAL, carry_z=name == "carry")
             check_config(args.env, env_kwargs, config)
-        except (ConfigError, UsageError) as err:
+        except UsageError as err:
             raise UsageError(f"{name}: {err}") from None
     return settings, env_kwargs

@@ -108,7 +108,7 @@ def plan(spec: dict[str, Any]) -> list[Trial]:
 def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
     """Every trial's env and config resolve and pass :func:`hrm_agent.runs.check_config` (``hrm_agent.train``
     would accept them), else UsageError."""
-    from hrm_agent.hyperparams import ConfigError, resolve_config
+    from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import check_config, check_env, parse_env_kwargs
 
     if spec["seeds"] < 1:
@@ -137,7 +137,7 @@ def validate(spec: dict[str, Any], sweep_dir: Path) -> None:
             config = resolve_config(trial.env, config_file, spec["overrides"] + trial.overrides(),
                                     trial.variant == "carry")
             check_config(trial.env, env_kwargs, config)
-        except (ConfigError, UsageError) as err:
+        except UsageError as err:
             where = f"{trial.env}, {trial.variant} z" + (f", {trial.grid_label}" if trial.grid else "")
             raise UsageError(f"{where}: {err}") from None
 
