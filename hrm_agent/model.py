@@ -222,7 +222,7 @@ class HRMQNetwork(nn.Module):
 
         net = HRMQNetwork(HRMConfig(seq_len=81, vocab_size=6, num_actions=4))
         carry = net.initial_carry(batch_size=8)
-        tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.tokens.Tokenizer's
+        tokens = torch.randint(0, 6, (8, 81))  # (8, 81) integer ids, e.g. hrm_agent.rollout.Tokenizer's
         carry, q, _ = net(carry, tokens)       # q: (8, 4) Q-values
         done = torch.tensor([True] + [False] * 7)
         carry = net.reset_carry(done, carry)   # episode starts: back to H_init/L_init

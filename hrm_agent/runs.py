@@ -141,7 +141,7 @@ def hrm_model_config(observation_space: gym.Space, action_space: gym.Space, conf
     from pydantic import ValidationError
 
     from hrm_agent.config import HRMConfig
-    from hrm_agent.tokens import Tokenizer
+    from hrm_agent.rollout import Tokenizer
 
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(f"the HRM agent needs a Discrete action space, got {action_space}")
@@ -170,7 +170,7 @@ def check_config(env_id: str, env_kwargs: dict[str, Any], config: Any) -> Any:
 
     if isinstance(config, AgentConfig):
         return hrm_model_config(observation_space, action_space, config)[1]
-    from hrm_agent.tokens import Tokenizer
+    from hrm_agent.rollout import Tokenizer
 
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ConfigError(f"the baselines need a Discrete action space, got {action_space}")

@@ -8,7 +8,7 @@ import torch
 from envs.tokens import PASSABLE
 from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRMCarry, HRMQNetwork
-from hrm_agent.tokens import Tokenizer
+from hrm_agent.rollout import Tokenizer
 
 ROWS, COLS = 5, 7
 UP, RIGHT, DOWN, LEFT = (-1, 0), (0, 1), (1, 0), (0, -1)

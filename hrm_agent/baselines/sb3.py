@@ -31,7 +31,7 @@ from hrm_agent.baselines.config import BaselineConfig, RecurrentPPOConfig
 from hrm_agent.callbacks import CtrlC, LogCadence, ProgressBar, due, evaluate_now
 from hrm_agent.logger import log_hparams
 from hrm_agent.checkpoint import atomic_write
-from hrm_agent.tokens import Tokenizer
+from hrm_agent.rollout import Tokenizer
 
 FINAL_MODEL = "final_model.zip"
 LAST_CHECKPOINT = Path("checkpoints") / "last.zip"

@@ -135,7 +135,7 @@ def check_settings(env_id: str, learners: list[str], per_learner: dict[str, list
     from hrm_agent.baselines.config import resolve_baseline_config
     from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import check_config, check_env
-    from hrm_agent.tokens import Tokenizer
+    from hrm_agent.rollout import Tokenizer
 
     resolved: dict[str, Any] = {}
     for name in learners:
