@@ -7,7 +7,7 @@ results are never touched): ``python`` is this interpreter, the package is the
 installed one. The commands are taken from the README, not copied here, so a
 command that drifts from the code fails this test. Only budgets are cut
 (``shrink``: ``--total-steps``, ``--episodes``, ``--seeds``, ``--budget``,
-``--steps``, a tiny ``--config``/``--set``), and placeholders are filled in
+``--steps``, a sweep's second ``--grid`` to one value, a tiny ``--config``/``--set``), and placeholders are filled in
 (``PLACEHOLDERS``: ``runs/<run>`` is the newest run directory, ``<time>`` the
 newest match). Not run: ``pip install`` (this environment is installed
 already) and the test commands themselves (``test_readme_test_commands_are_what_ci_runs``
@@ -134,6 +134,18 @@ def with_option(argv: list[str], flag: str, value: object) -> list[str]:
     return argv + [flag, str(value)]
 
 
+def first_grid_only(argv: list[str]) -> list[str]:
+    """A sweep's ``--grid`` items after the first cut to their first value (a grid of 2 x 2 runs 2 trials)."""
+    argv, seen = list(argv), 0
+    for i, token in enumerate(argv[:-1]):
+        if token == "--grid":
+            seen += 1
+            if seen > 1:
+                key, _, values = argv[i + 1].partition("=")
+                argv[i + 1] = f"{key}={values.split(',')[0]}"
+    return argv
+
+
 def sets(items: list[str]) -> list[str]:
     return [f"--set={item}" for item in items]
 
@@ -168,7 +180,7 @@ def shrink(argv: list[str], tiny_config: Path) -> list[str] | None:
         if "--resume" in rest or "--summary" in rest:
             return argv
         rest = with_option(with_option(rest, "--seeds", 1), "--total-steps", BUDGET)
-        return head + rest + ["--config", str(tiny_config)]
+        return head + first_grid_only(rest) + ["--config", str(tiny_config)]
     if module == "hrm_agent.baselines":
         algo = rest[rest.index("--algo") + 1]
         return head + with_option(rest, "--total-steps", BUDGET) + sets(TINY_BASELINE_COMMON + TINY_BASELINE[algo]) + [
