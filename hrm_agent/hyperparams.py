@@ -35,8 +35,9 @@ class AgentConfig(BaseModel):
     carry: Literal["full", "token"] = "full"
     """With carry z, what is carried: every position's state (``full``, ``(S, D)`` per level) or the
     query position's vectors, broadcast to every position of the next step (``token``, ``(D,)`` per
-    level, as the HRM-Agent authors do). ``hyperparams.yaml`` makes ``token`` the default of new
-    runs; ``full`` here keeps configs saved before the field existed meaning what they meant."""
+    level, as the HRM-Agent authors do; the paper preset's). ``full`` is the default: with the
+    neighbours read-out it is the state the Q head read that the next step starts from
+    (``analysis/results/carry_mode``), and configs saved before the field existed carried it too."""
 
     model: dict[str, Any] = Field(default_factory=dict)
     """``HRMConfig`` fields (hidden_size, H_cycles, ...); seq_len, vocab_size and num_actions come from the env."""

@@ -436,7 +436,7 @@ def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, t
     sources = [str(runs["carry"]), str(runs["reset"]), "oracle:DynamicMaze-v0"]
     assert command("test_set").main([*sources, "--results", str(results), "--episodes", "12"]) == 0
     rows = read_csv(results)
-    assert [(r["label"], r["seed"]) for r in rows] == [("carry z (token)", "0"), ("reset z", "1"), ("oracle", "0")]
+    assert [(r["label"], r["seed"]) for r in rows] == [("carry z (full)", "0"), ("reset z", "1"), ("oracle", "0")]
     # the row is evaluate's figure on the test set's episodes, with every episode's outcome kept
     expected = evaluate(HRMAgent.load(runs["carry"]), 12, seed=TEST_SEED).success
     module = command("test_set")
@@ -444,8 +444,8 @@ def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, t
     assert module.outcomes(rows[0]).tolist() == expected.astype(float).tolist()
     assert rows[0]["train_steps"] == "200" and float(rows[2]["success"]) == 1.0
     report = results.with_suffix(".md").read_text()
-    assert "| reset z (first 12 episodes) − carry z (token) (first 12 episodes) |" in report or \
-        "| carry z (token) (first 12 episodes) − reset z (first 12 episodes) |" in report
+    assert "| reset z (first 12 episodes) − carry z (full) (first 12 episodes) |" in report or \
+        "| carry z (full) (first 12 episodes) − reset z (first 12 episodes) |" in report
     capsys.readouterr()
     # played once: the same command again plays nothing new; another label is a new row
     assert command("test_set").main([str(runs["carry"]), "--results", str(results), "--episodes", "12"]) == 0
