@@ -23,7 +23,6 @@ continuing from the last with the carry detached in between, and every
 segment's Q-values get their own optimiser step against that same target.
 """
 
-
 from __future__ import annotations
 
 import time

@@ -112,8 +112,9 @@ def test_carry_start_is_the_initial_state_without_a_latent_and_resets_episode_st
 def test_a_checkpoint_written_before_tokens_were_kept_resumes_as_an_uninterrupted_run():
     # tests/data/checkpoint_before_tokens.pt: tiny_config(checkpoint_replay=True, learning_starts=100,
     # her_ratio=0.5, buffer_size=400), seed 5, learn(200) of a 400-step budget, written when a checkpoint
-    # held raw observations and the next step's carry (and the config still had optimizer, loss, double_q)
-    config = tiny_config(checkpoint_replay=True, learning_starts=100, her_ratio=0.5, buffer_size=400)
+    # held raw observations and the next step's carry (and the config still had optimizer, loss, double_q;
+    # carry z carried the query token then by default)
+    config = tiny_config(checkpoint_replay=True, learning_starts=100, her_ratio=0.5, buffer_size=400, carry="token")
     straight = HRMAgent("DynamicMaze-v0", config, env_kwargs=TINY_ENV, seed=5)
     straight.learn(400)
     resumed = HRMAgent.load_checkpoint(DATA / "checkpoint_before_tokens.pt")

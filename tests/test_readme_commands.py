@@ -1,9 +1,11 @@
 """The README's shell commands, end to end, at tiny budgets.
 
-Every command of every ```bash block of README.md (continuation lines
-joined, ``&&`` chains split, comments dropped) runs in README order, in a
-fresh directory holding a copy of ``analysis/`` (so the repository's committed
-results are never touched): ``python`` is this interpreter, the package is the
+Every command of every ```bash block of README.md, docs/ and the results
+report (continuation lines joined, ``&&`` chains split, comments dropped) runs
+in a fresh directory holding a copy of ``analysis/`` (so the repository's
+committed results are never touched): the README's in order first, then the
+other documents in two lanes side by side (``LANES``), each lane in its own
+copy of that directory and in document order: ``python`` is this interpreter, the package is the
 installed one. The commands are taken from the README, not copied here, so a
 command that drifts from the code fails this test. Only budgets are cut
 (``shrink``: ``--total-steps``, ``--episodes``, ``--seeds``, ``--budget``,
@@ -14,8 +16,8 @@ already) and the test commands themselves (``test_readme_test_commands_are_what_
 checks them against ``.ci/run``); ``tensorboard --logdir DIR`` runs with
 ``--inspect`` instead of serving.
 
-The end-to-end test is slow (about 12 minutes on a busy 2-core machine: some
-30 processes, two Ray Tune sweeps, two bench learn tables); CI runs it once,
+The end-to-end test is slow (some 30 processes, two Ray Tune sweeps, three
+bench learn tables); CI runs it once,
 with the README's second test command. The fast tests here check that every README command has a
 budget cut and a known placeholder, and that the README's test commands are
 ``.ci/run``'s.
@@ -31,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -287,32 +290,67 @@ def test_readme_test_commands_are_what_ci_runs():
 # ------------------------------------------------------------------ the commands, run
 
 
+# After the README's own commands (the runs the others read), the documents run in two lanes side by
+# side, each in its own copy of the working directory so that "the newest run" means the same as in a
+# sequential run: the latents and results reports (which read the README's runs), and the rest.
+LANES = [
+    [ROOT / "docs" / "analysis.md", ROOT / "analysis" / "results" / "README.md"],
+    [ROOT / "docs" / f"{name}.md" for name in ("sweeps", "configuration", "environments", "benchmarks", "baselines")],
+]
+
+
+def run_documents(documents: list[Path], cwd: Path, tiny_config: Path, done: set[tuple[str, ...]]) -> list[str]:
+    """Run every command of ``documents`` in ``cwd``, in order; returns the timing lines. Raises on a failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    timings = []
+    for doc in documents:
+        name = doc.relative_to(ROOT)
+        for start_line, lines in shell_blocks(doc.read_text()):
+            for line, argv in commands(lines, start_line):
+                small = shrink(argv, tiny_config)
+                if small is None or tuple(small) in done:  # not run here, or run already (bench learn is shown twice)
+                    continue
+                done.add(tuple(small))
+                run = fill_in(small, cwd)
+                start = time.perf_counter()
+                result = subprocess.run(run, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+                timings.append(f"{time.perf_counter() - start:6.1f}s  {name}:{line}  {shlex.join(small)}")
+                assert result.returncode == 0, (
+                    f"{name}:{line}: {shlex.join(argv)}\nran: {shlex.join(run)}\nexit code {result.returncode}\n"
+                    f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
+                )
+    return timings
+
+
 @pytest.mark.slow
 def test_readme_shell_commands_run_end_to_end(tmp_path):
+    assert sorted(map(str, [README, *LANES[0], *LANES[1]])) == sorted(map(str, DOCUMENTS))  # every document runs
     cwd = tmp_path / "work"
     shutil.copytree(ROOT / "analysis", cwd / "analysis", ignore=shutil.ignore_patterns("__pycache__", ".ipynb*"))
     tiny_config = tmp_path / "tiny.yaml"
     tiny_config.write_text(yaml.safe_dump(TINY_AGENT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
 
     done: set[tuple[str, ...]] = set()
-    for line, argv in readme_commands():
-        small = shrink(argv, tiny_config)
-        if small is None or tuple(small) in done:  # not run here, or already run (bench learn is shown twice)
-            continue
-        done.add(tuple(small))
-        run = fill_in(small, cwd)
-        start = time.perf_counter()
-        result = subprocess.run(run, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-        print(f"{time.perf_counter() - start:6.1f}s  README.md:{line}  {shlex.join(small)}")
-        assert result.returncode == 0, (
-            f"README.md:{line}: {shlex.join(argv)}\nran: {shlex.join(run)}\nexit code {result.returncode}\n"
-            f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
-        )
+    start = time.perf_counter()
+    print(*run_documents([README], cwd, tiny_config, done), sep="\n")
+    lanes = [tmp_path / f"lane{i}" for i in range(len(LANES))]
+    for lane in lanes:
+        shutil.copytree(cwd, lane, symlinks=True)
+    # a command shown in both lanes runs in the first only
+    first_lane = {tuple(small) for doc in LANES[0] for start_line, lines in shell_blocks(doc.read_text())
+                  for _, argv in commands(lines, start_line) if (small := shrink(argv, tiny_config)) is not None}
+    lane_done = [set(done), done | first_lane]
+    with ThreadPoolExecutor(len(LANES)) as pool:
+        results = list(pool.map(run_documents, LANES, lanes, [tiny_config] * len(LANES), lane_done))
+    for timings in results:
+        print(*timings, sep="\n")
+    print(f"{time.perf_counter() - start:6.1f}s  in all")
 
-    # a few of the files the README says these commands write
-    runs = [cwd / r for r in newest_runs(cwd)]
-    assert any((r / "latents.npz").is_file() for r in runs)  # evaluate --save-latents
-    assert all((r / "summary.json").is_file() for r in runs)
-    assert list(cwd.glob("*.gif")) and list((cwd / "figures").glob("*.png"))  # --gif, make_figures --out
-    assert list((cwd / "runs").glob("sweep__*/summary.md"))
+    # a few of the files the documents say these commands write
+    readme_runs = [cwd / r for r in newest_runs(cwd)]
+    assert all((r / "summary.json").is_file() for r in readme_runs)
+    assert list(cwd.glob("*.gif"))  # evaluate --gif
+    analysis_runs = [lanes[0] / r for r in newest_runs(lanes[0])]
+    assert any((r / "latents.npz").is_file() for r in analysis_runs)  # evaluate --save-latents
+    assert list((lanes[0] / "figures").glob("*.png"))  # make_figures --out
+    assert list((lanes[1] / "runs").glob("sweep__*/summary.md"))
