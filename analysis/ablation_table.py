@@ -63,7 +63,8 @@ def settings_today(env: str, learner: str, settings: str, env_kwargs: str, recor
     items = settings.split()
     keys = {item.split("=", 1)[0] for item in items}
     previous = items + [d for d in PREVIOUS_DEFAULTS if d.split("=", 1)[0] not in keys]
-    for candidate in (items, previous):
+    token = [] if "carry" in keys else ["carry=token"]  # the carry default until carry: full
+    for candidate in (items, items + token, previous + token, previous):
         try:
             resolved = check_settings(env, [learner], {learner: candidate})[learner]
         except UsageError:  # not a valid config under today's defaults (e.g. n_step with hindsight goals)
