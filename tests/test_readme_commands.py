@@ -35,6 +35,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -299,26 +300,32 @@ LANES = [
 ]
 
 
+def shrunk_commands(documents: list[Path], tiny_config: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``(where, argv, the argv to run)`` of every command of ``documents`` that runs here, in order."""
+    for doc in documents:
+        for start_line, lines in shell_blocks(doc.read_text()):
+            for line, argv in commands(lines, start_line):
+                small = shrink(argv, tiny_config)
+                if small is not None:
+                    yield f"{doc.relative_to(ROOT)}:{line}", argv, small
+
+
 def run_documents(documents: list[Path], cwd: Path, tiny_config: Path, done: set[tuple[str, ...]]) -> list[str]:
     """Run every command of ``documents`` in ``cwd``, in order; returns the timing lines. Raises on a failure."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     timings = []
-    for doc in documents:
-        name = doc.relative_to(ROOT)
-        for start_line, lines in shell_blocks(doc.read_text()):
-            for line, argv in commands(lines, start_line):
-                small = shrink(argv, tiny_config)
-                if small is None or tuple(small) in done:  # not run here, or run already (bench learn is shown twice)
-                    continue
-                done.add(tuple(small))
-                run = fill_in(small, cwd)
-                start = time.perf_counter()
-                result = subprocess.run(run, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-                timings.append(f"{time.perf_counter() - start:6.1f}s  {name}:{line}  {shlex.join(small)}")
-                assert result.returncode == 0, (
-                    f"{name}:{line}: {shlex.join(argv)}\nran: {shlex.join(run)}\nexit code {result.returncode}\n"
-                    f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
-                )
+    for where, argv, small in shrunk_commands(documents, tiny_config):
+        if tuple(small) in done:  # run already (bench learn is shown twice)
+            continue
+        done.add(tuple(small))
+        run = fill_in(small, cwd)
+        start = time.perf_counter()
+        result = subprocess.run(run, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        timings.append(f"{time.perf_counter() - start:6.1f}s  {where}  {shlex.join(small)}")
+        assert result.returncode == 0, (
+            f"{where}: {shlex.join(argv)}\nran: {shlex.join(run)}\nexit code {result.returncode}\n"
+            f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
+        )
     return timings
 
 
@@ -337,8 +344,7 @@ def test_readme_shell_commands_run_end_to_end(tmp_path):
     for lane in lanes:
         shutil.copytree(cwd, lane, symlinks=True)
     # a command shown in both lanes runs in the first only
-    first_lane = {tuple(small) for doc in LANES[0] for start_line, lines in shell_blocks(doc.read_text())
-                  for _, argv in commands(lines, start_line) if (small := shrink(argv, tiny_config)) is not None}
+    first_lane = {tuple(small) for *_, small in shrunk_commands(LANES[0], tiny_config)}
     lane_done = [set(done), done | first_lane]
     with ThreadPoolExecutor(len(LANES)) as pool:
         results = list(pool.map(run_documents, LANES, lanes, [tiny_config] * len(LANES), lane_done))
