@@ -244,6 +244,8 @@ def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():
     # a field added later, at the value that does what runs did before it, keeps older rows matching
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.0}) == base
     assert fingerprint("DynamicMaze-v0", {}, {**config, "her_ratio": 0.8}) != base
+    # what a run writes is not what it learns: saving the model at every evaluation is the same run
+    assert fingerprint("DynamicMaze-v0", {}, {**config, "save_eval_models": True}) == base
     model = {**config, "model": {"hidden_size": 32}}
     assert fingerprint("DynamicMaze-v0", {}, {**config, "model": {"hidden_size": 32, "readout": "query"}}) == \
         fingerprint("DynamicMaze-v0", {}, model)

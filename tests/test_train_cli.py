@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import TINY_ENV, TINY_MODEL
@@ -287,3 +288,8 @@ def test_save_eval_models_keeps_the_model_of_every_evaluation(tmp_path):
         replay = evaluate(agent, agent.config.eval_episodes, seed=agent.seed + EVAL_SEED_OFFSET).summary()
         assert replay["success_rate"] == entry["success_rate"]
         assert replay["mean_ep_length"] == entry["mean_ep_length"]
+    # saving them changes nothing the run learns (bench learn counts the two as one run)
+    plain = tmp_path / "plain"
+    assert train(plain, steps=300).returncode == 0
+    saved, unsaved = (torch.load(d / "final_model.pt", weights_only=False)["model"] for d in (run_dir, plain))
+    assert saved.keys() == unsaved.keys() and all(torch.equal(saved[k], unsaved[k]) for k in saved)

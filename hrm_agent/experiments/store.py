@@ -32,7 +32,10 @@ KEY_FIELDS = ("env", "env_kwargs", "variant", "seed", "budget", "settings", "def
 
 # Config fields added after results were recorded, with the value that does what runs did before
 # them: left out of the fingerprint at that value, so older rows still match.
-FINGERPRINT_OFF = {"her_ratio": 0.0, "save_eval_models": False}
+FINGERPRINT_OFF = {"her_ratio": 0.0}
+# Config fields that choose what a run writes, never what it learns: left out of the fingerprint at any
+# value, so a run that also saved its model at every evaluation is the same run as one that did not.
+FINGERPRINT_OUTPUT_ONLY = ("save_eval_models",)
 # the same for fields of a nested section: the HRM's ``model``, the baselines' ``policy``
 FINGERPRINT_NESTED_OFF = {"model": {"readout": "query", "stay_on_blocked": False, "core": "hrm"},
                           "policy": {"view": "grid"}}
@@ -82,7 +85,7 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
 
         learner_config = {**RETIRED, **learner_config}
     learner_config = {k: v for k, v in learner_config.items()
-                      if not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
+                      if k not in FINGERPRINT_OUTPUT_ONLY and not (k in FINGERPRINT_OFF and v == FINGERPRINT_OFF[k])}
     if "total_steps" in learner_config:  # the run's budget (--total-steps, a key field) replaces it
         learner_config["total_steps"] = FINGERPRINT_TOTAL_STEPS
     for section, off in FINGERPRINT_NESTED_OFF.items():
