@@ -1,7 +1,7 @@
 """The paper's latent questions and the re-planning test, asked of the committed agents.
 
     python analysis/paper_questions.py [--zoo analysis/agents] [--env ENV_ID] [--episodes 128]
-        [--out analysis/results/paper]
+        [--out analysis/results/paper] [--matched [analysis/agents/matched]]
 
 For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
 ``analysis/zoo.py``), with every agent listed for it:
@@ -21,6 +21,12 @@ For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
   episodes without it, extra steps over the new shortest path, and the
   iterations the latent took to settle at the step that first saw the change
   beside the other steps -> ``{out}/{env}/replanning.csv`` and ``.md``.
+
+With ``--matched``, the same questions at matched competence: the zoo's reset-z
+agents beside the carry-z agents of ``analysis/agents/matched/`` (each a carry-z
+run's model at the evaluation nearest reset z's test success, ``python
+analysis/zoo.py match``) -> ``{out}/{env}/matched/``: a latent difference that
+stays there is not a competence difference.
 
 Everything comes from the committed agents: the command runs in minutes, with
 no training.
@@ -155,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default=None, help="only this env's agents")
     parser.add_argument("--episodes", type=int, default=128, help="test episodes per agent (default 128)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "paper", help="output folder")
+    parser.add_argument("--matched", type=Path, nargs="?", const=ROOT / "agents" / "matched", default=None,
+                        help="the zoo's reset-z agents beside the carry-z agents of this folder (default "
+                             "analysis/agents/matched), to {out}/{env}/matched/")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
@@ -168,11 +177,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         by_env = zoo_agents(args.zoo, args.env)
+        if args.matched is not None:
+            carry = zoo_agents(args.matched, args.env)
+            by_env = {env: [(row, path) for row, path in listed if row["variant"] == "reset"] + carry[env]
+                      for env, listed in by_env.items() if env in carry}
         if not by_env:
-            raise UsageError(f"no agents{' for ' + args.env if args.env else ''} in {args.zoo / 'manifest.csv'}")
+            where = args.zoo if args.matched is None else f"{args.zoo} and {args.matched}"
+            raise UsageError(f"no agents{' for ' + args.env if args.env else ''} in {where}")
         for env_id, listed in by_env.items():
-            agents = [(row["file"].removesuffix(".pt"), HRMAgent.load(path, device="cpu")) for row, path in listed]
-            out = args.out / env_id
+            agents = [(row["file"].removesuffix(".pt") + ("" if row["variant"] == "reset" or args.matched is None
+                                                          else f"@{int(row['env_steps']):,}"),
+                       HRMAgent.load(path, device="cpu")) for row, path in listed]
+            out = args.out / env_id / ("matched" if args.matched is not None else "")
             paths = latent_figures([agent for _, agent in agents], args.episodes, out)
             oracle = EvalPolicy(BFSOracle(0), env_id, {}, "oracle")
             rows = replanning_rows(env_id, [*agents, ("BFS oracle", oracle)], args.episodes)

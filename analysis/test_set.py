@@ -85,9 +85,13 @@ def load_source(source: str) -> tuple[Any, dict[str, Any]]:
         raise UsageError(str(err)) from None
     model_file = path / FINAL_MODEL if (path / FINAL_MODEL).is_file() else path / LAST_CHECKPOINT
     model_file = model_file if path.is_dir() else path
-    label = f"carry z ({agent.config.carry})" if agent.config.carry_z else "reset z"
     return agent, {"env": agent.env_id, "variant": agent.variant, "seed": agent.seed,
-                   "fingerprint": fingerprint(model_file), "label": label}
+                   "fingerprint": fingerprint(model_file), "label": label(agent.config)}
+
+
+def label(config: Any) -> str:
+    """An HRM agent's default group: ``carry z (full)``, ``carry z (token)`` or ``reset z``."""
+    return f"carry z ({config.carry})" if config.carry_z else "reset z"
 
 
 def training_record(source: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The committed trained agents (``analysis/agents/``): add finished runs, check that every one plays.
 
     python analysis/zoo.py add runs/DynamicMaze-v0__carry__0__<time> ...   # copy in, play the test set
-    python analysis/zoo.py check                                             # load every agent, play a few episodes
+    python analysis/zoo.py match runs/DynamicMaze-v0__carry__3__<time>      # carry z at reset z's success
+    python analysis/zoo.py check [--zoo analysis/agents/matched]             # load every agent, play a few episodes
     python analysis/zoo.py list
 
 Like rl-baselines3-zoo's trained agents: anyone can re-run every analysis of the
@@ -15,6 +16,15 @@ on the test set (``analysis/test_set.py``, results in
 test-set success, training minutes, the commit it was added at, the command that
 trains it again (the train flags and every ``--set`` where its config differs from
 the defaults of the commit it is added at), the file and its SHA-256 prefix.
+
+**Matched competence.** ``match`` takes a carry-z run trained with
+``--set save_eval_models=true`` (its model at every evaluation, ``models/step_N.pt``;
+the run may still be training) and adds to ``analysis/agents/matched/`` the model of
+the evaluation whose validation success is nearest the mean test success of the
+zoo's reset-z agents on that env (the earliest of equals), played on the test set
+like any agent: carry z and reset z at equal success, so that a latent difference
+between them is not a competence difference. Its manifest row's ``env_steps`` is the
+step of that evaluation.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from hrm_agent.runs import UsageError
 
 ROOT = Path(__file__).resolve().parent
 ZOO = ROOT / "agents"
+MATCHED = ZOO / "matched"
 TEST_RESULTS = ROOT / "results" / "test_set_agents.csv"
 FIELDS = ["env", "variant", "seed", "env_steps", "test_success", "minutes", "commit", "command", "file", "sha256"]
 
@@ -80,41 +91,106 @@ def write_manifest(zoo: Path, rows: list[dict[str, Any]]) -> None:
     write_csv(zoo / "manifest.csv", FIELDS, rows)
 
 
-def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, Any]:
-    """Copy ``run_dir``'s final model into ``zoo``, play it on the test set, return its manifest row."""
+def test_set_module() -> Any:
     import importlib.util
 
-    from hrm_agent.agent import HRMAgent
+    spec = importlib.util.spec_from_file_location("analysis_test_set", ROOT / "test_set.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, Any]:
+    """Copy ``run_dir``'s final model into ``zoo``, play it on the test set, return its manifest row."""
     from hrm_agent.checkpoint import FINAL_MODEL
-    from hrm_agent.checkpoint import CheckpointError
 
     model_file = run_dir / FINAL_MODEL
     if not model_file.is_file():
         raise UsageError(f"{run_dir} has no {FINAL_MODEL} (not a finished HRM training run)")
     try:
-        agent = HRMAgent.load(model_file, device="cpu")
         summary = json.loads((run_dir / "summary.json").read_text())
-    except (CheckpointError, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:
         raise UsageError(f"cannot read {run_dir}: {err}") from None
+    return add_model(model_file, int(summary["total_steps"]), round(float(summary["wall_clock_s"]) / 60, 1),
+                     zoo, test_results, commit)
+
+
+def add_model(model_file: Path, env_steps: int, minutes: float | str, zoo: Path, test_results: Path, commit: str,
+              label: str | None = None) -> dict[str, Any]:
+    """Copy the agent of ``model_file`` into ``zoo``, play it on the test set (as ``label``), return its row."""
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.checkpoint import CheckpointError
+
+    try:
+        agent = HRMAgent.load(model_file, device="cpu")
+    except (CheckpointError, OSError, ValueError) as err:
+        raise UsageError(f"cannot read {model_file}: {err}") from None
     name = f"{agent.env_id}__{variant_name(agent.config)}__{agent.seed}.pt"
     target = zoo / name
     agent.save(target)  # the model file: resolved config and online weights only
 
-    spec = importlib.util.spec_from_file_location("analysis_test_set", ROOT / "test_set.py")
-    test_set = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_set)
-    if test_set.main([str(target), "--results", str(test_results)]) != 0:
+    test_set = test_set_module()
+    if test_set.main([str(target), "--results", str(test_results), *(["--label", label] if label else [])]) != 0:
         raise UsageError(f"could not play {target} on the test set")
     fingerprint = test_set.fingerprint(target)
     (row,) = [r for r in read_csv(test_results)
-              if r["fingerprint"] == fingerprint and int(r["episodes"]) == test_set.TEST_EPISODES]
+              if r["fingerprint"] == fingerprint and int(r["episodes"]) == test_set.TEST_EPISODES
+              and r["label"] == (label or test_set.label(agent.config))]
     return {
         "env": agent.env_id, "variant": variant_name(agent.config), "seed": agent.seed,
-        "env_steps": summary["total_steps"], "test_success": float(row["success"]),
-        "minutes": round(float(summary["wall_clock_s"]) / 60, 1), "commit": commit,
-        "command": train_command(agent, int(summary["total_steps"])),
+        "env_steps": env_steps, "test_success": float(row["success"]), "minutes": minutes, "commit": commit,
+        "command": train_command(agent, int(agent.config.total_steps)),
         "file": name, "sha256": fingerprint,
     }
+
+
+def eval_history(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's validation evaluations: its ``summary.json``'s, or while it trains its last checkpoint's."""
+    from hrm_agent.checkpoint import LAST_CHECKPOINT, load_file
+
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())["eval_history"]
+    return list(load_file(run_dir / LAST_CHECKPOINT, "checkpoint")["eval_history"])
+
+
+def nearest_evaluation(history: list[dict[str, Any]], steps: set[int], target: float) -> dict[str, Any]:
+    """The evaluation among ``steps`` whose validation success is nearest ``target`` (the earliest of equals)."""
+    candidates = [h for h in history if int(h["step"]) in steps]
+    if not candidates:
+        raise UsageError("none of the run's evaluations has its model saved")
+    return min(candidates, key=lambda h: (round(abs(h["success_rate"] - target), 9), h["step"]))
+
+
+def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: str) -> dict[str, Any]:
+    """Add the model of ``run_dir`` (carry z) at the zoo's reset-z test success to ``matched``; its row."""
+    import numpy as np
+
+    from hrm_agent.agent import HRMAgent
+    from hrm_agent.callbacks import EVAL_MODELS
+    from hrm_agent.checkpoint import CheckpointError
+
+    models = {int(p.stem.removeprefix("step_")): p for p in (run_dir / EVAL_MODELS).glob("step_*.pt")}
+    if not models:
+        raise UsageError(f"{run_dir} has no {EVAL_MODELS}/step_N.pt (train it with --set save_eval_models=true)")
+    try:
+        history = eval_history(run_dir)
+        agent = HRMAgent.load(models[max(models)], device="cpu")
+    except (CheckpointError, OSError, ValueError, KeyError) as err:
+        raise UsageError(f"cannot read {run_dir}: {err}") from None
+    if not agent.config.carry_z:
+        raise UsageError(f"{run_dir} is a reset-z run: match a carry-z run to reset z's success")
+    reset = [float(r["test_success"]) for r in read_manifest(zoo) if r["env"] == agent.env_id and r["variant"] == "reset"]
+    if not reset:
+        raise UsageError(f"no reset-z agents of {agent.env_id} in {zoo / 'manifest.csv'} to match")
+    target = float(np.mean(reset))
+    chosen = nearest_evaluation(history, set(models), target)
+    minutes = round(float(chosen["wall_clock_s"]) / 60, 1) if "wall_clock_s" in chosen else ""
+    row = add_model(models[int(chosen["step"])], int(chosen["step"]), minutes, matched, test_results, commit,
+                    label=f"{test_set_module().label(agent.config)} at reset z's success")
+    print(f"{run_dir}: step {chosen['step']:,}, validation success {chosen['success_rate']:.3f} "
+          f"(reset z's test success {target:.3f} over {len(reset)} agents)")
+    return row
 
 
 def check(zoo: Path, episodes: int) -> list[str]:
@@ -148,23 +224,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python analysis/zoo.py", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=ZOO, help=f"the agents' folder (default {ZOO.relative_to(ROOT.parent)})")
     sub = parser.add_subparsers(dest="action", required=True)
-    p_add = sub.add_parser("add", help="copy finished runs' final models in and play them on the test set")
+    adding = argparse.ArgumentParser(add_help=False)
+    adding.add_argument("--test-results", type=Path, default=TEST_RESULTS,
+                        help="the test-set results file the agents' rows go to")
+    adding.add_argument("--commit", default=None, help="the commit the runs were trained at (default: HEAD)")
+    p_add = sub.add_parser("add", parents=[adding], help="copy finished runs' final models in and play them on the test set")
     p_add.add_argument("runs", nargs="+", type=Path, help="HRM run directories with a final_model.pt")
-    p_add.add_argument("--test-results", type=Path, default=TEST_RESULTS,
-                       help="the test-set results file the agents' rows go to")
-    p_add.add_argument("--commit", default=None, help="the commit the runs were trained at (default: HEAD)")
+    p_match = sub.add_parser("match", parents=[adding],
+                             help="add carry-z runs' models at reset z's test success to --matched")
+    p_match.add_argument("runs", nargs="+", type=Path, help="carry-z run directories with models/step_N.pt")
+    p_match.add_argument("--matched", type=Path, default=MATCHED,
+                         help=f"the matched agents' folder (default {MATCHED.relative_to(ROOT.parent)})")
     p_check = sub.add_parser("check", help="load every agent and play a few test episodes")
     p_check.add_argument("--episodes", type=int, default=4, help="test episodes per agent (default 4)")
     sub.add_parser("list", help="print the manifest")
     args = parser.parse_args(argv)
     try:
-        if args.action == "add":
-            rows = {r["file"]: r for r in read_manifest(args.zoo)}
+        if args.action in ("add", "match"):
+            folder = args.zoo if args.action == "add" else args.matched
+            rows = {r["file"]: r for r in read_manifest(folder)}
             for run_dir in args.runs:
-                row = add(run_dir, args.zoo, args.test_results, args.commit or current_commit())
+                commit = args.commit or current_commit()
+                row = add(run_dir, folder, args.test_results, commit) if args.action == "add" else \
+                    match(run_dir, args.zoo, folder, args.test_results, commit)
                 rows[row["file"]] = row
-                write_manifest(args.zoo, list(rows.values()))
-                print(f"added {args.zoo / row['file']}: test success {row['test_success']:.3f}")
+                write_manifest(folder, list(rows.values()))
+                print(f"added {folder / row['file']}: test success {row['test_success']:.3f}")
         elif args.action == "check":
             if args.episodes < 1:
                 parser.error("--episodes must be at least 1")

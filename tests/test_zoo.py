@@ -78,8 +78,8 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
     for variant, seed in (("carry", 0), ("reset", 1)):
         run_dir = tmp_path / variant
         result = run("-m", "hrm_agent.train", "--env", "DynamicMaze-v0", f"--{variant}-z", "--seed", str(seed),
-                     "--run-dir", str(run_dir), "--total-steps", "100", "--set=eval_freq=0",
-                     "--set=checkpoint_freq=0", "--set=carry=full", *TINY_ARGS)
+                     "--run-dir", str(run_dir), "--total-steps", "100", "--set=eval_freq=50", "--set=eval_episodes=8",
+                     "--set=checkpoint_freq=0", "--set=carry=full", "--set=save_eval_models=true", *TINY_ARGS)
         assert result.returncode == 0, result.stderr
         assert zoo_module().main(["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results)]) == 0
     spec = importlib.util.spec_from_file_location("analysis_paper", ROOT / "analysis" / "paper_questions.py")
@@ -106,3 +106,29 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
     capsys.readouterr()
     assert paper.main(["--zoo", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: no agents")
+
+    # matched competence: the carry run's model at the evaluation nearest reset z's test success
+    matched = tmp_path / "matched"
+    module = zoo_module()
+    argv = ["--zoo", str(zoo), "match", str(tmp_path / "carry"), "--matched", str(matched),
+            "--test-results", str(results)]
+    assert module.main(argv) == 0
+    (row,) = module.read_manifest(matched)
+    (reset,) = [r for r in module.read_manifest(zoo) if r["variant"] == "reset"]
+    history = module.eval_history(tmp_path / "carry")
+    distance = {h["step"]: abs(h["success_rate"] - float(reset["test_success"])) for h in history}
+    assert int(row["env_steps"]) in (50, 100) and distance[int(row["env_steps"])] == min(distance.values())
+    assert module.main(["--zoo", str(matched), "check", "--episodes", "2"]) == 0
+    assert paper.main(["--zoo", str(zoo), "--episodes", "2", "--out", str(out), "--matched", str(matched)]) == 0
+    with (env_out / "matched" / "replanning.csv").open() as f:
+        assert sorted({r["agent"] for r in csv.DictReader(f)}) == [
+            "BFS oracle", f"DynamicMaze-v0__carry-full__0@{int(row['env_steps'])}", "DynamicMaze-v0__reset__1"]
+    # a reset run, or one without its evaluations' models, is refused in one line
+    capsys.readouterr()
+    for bad in ("reset", "none"):
+        assert module.main(["--zoo", str(zoo), "match", str(tmp_path / bad), "--matched", str(matched)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert module.nearest_evaluation([{"step": 1, "success_rate": 0.5}, {"step": 2, "success_rate": 0.7},
+                                      {"step": 3, "success_rate": 0.5}], {1, 2, 3}, 0.6) == \
+        {"step": 1, "success_rate": 0.5}  # the earliest of equals
