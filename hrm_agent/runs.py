@@ -39,6 +39,7 @@ from hrm_agent.hyperparams import ConfigError, format_validation_error, parse_ov
 
 EXIT_USAGE = 2
 EXIT_FAULT = 1
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C, checkpointed (a shell's 128 + SIGINT)
 OUR_ENVS = ("DynamicMaze-v0", "FourRooms-v0")
 LOG_INTERVAL = 1_000  # env steps between rollout/train log rows
 

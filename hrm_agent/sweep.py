@@ -52,7 +52,7 @@ from hrm_agent.experiments.trials import (
     CONFIG_COPY, SUMMARY_CSV, SUMMARY_MD, SWEEP_FILE, SWEEP_FORMAT, SWEEP_VERSION, TUNE_DIR, VARIANTS, error_file,
     parse_grid, plan, read_spec, run_trial, trial_row, validate, write_summary,
 )
-from hrm_agent.runs import UsageError, one_line_errors
+from hrm_agent.runs import EXIT_INTERRUPTED, UsageError, one_line_errors
 
 
 # ------------------------------------------------------------------ running on Ray
@@ -86,7 +86,7 @@ def launch(sweep_dir: Path, spec: dict[str, Any], args: argparse.Namespace) -> i
         except KeyboardInterrupt:
             write_summary(sweep_dir, spec)
             print(f"\ninterrupted; continue with: python -m hrm_agent.sweep --resume {sweep_dir}", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         finally:
             ray.shutdown()
     markdown, rows = write_summary(sweep_dir, spec)

@@ -27,6 +27,7 @@ from hrm_agent.loop import TrainingDiverged
 from hrm_agent.checkpoint import FINAL_MODEL, LAST_CHECKPOINT
 from hrm_agent.hyperparams import preset_names, resolve_config
 from hrm_agent.runs import (  # noqa: F401  (json_safe: kept importable from here)
+    EXIT_INTERRUPTED,
     RunFault,
     UsageError,
     check_config,
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary is None:
         print(f"interrupted at step {agent.num_timesteps}; checkpoint saved. "
               f"Continue with: python -m hrm_agent.train --resume {run_dir}")
-        return 130
+        return EXIT_INTERRUPTED
     print_result(summary, run_dir / FINAL_MODEL,
                  f"  replay bytes/transition: {agent.replay.bytes_per_transition if agent.replay else 0}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -355,6 +356,27 @@ def test_a_run_directory_of_other_settings_or_threads_is_not_taken_for_a_task(le
     assert finished_run(tmp / "runs", other, "DynamicMaze-v0", env_kwargs, BUDGET) is None  # another config
     assert finished_run(tmp / "runs", Task("dqn", 0, [], key=row_key(row), threads=2), "DynamicMaze-v0",
                         env_kwargs, BUDGET) is None  # timed at another thread count
+
+
+def test_a_training_interrupted_alone_stops_the_table_instead_of_starting_the_next_run(tmp_path):
+    import signal
+    import time
+
+    argv = [*learn_args(tmp_path, 2, "--learners", "carry", "--jobs", "1", "--set=hrm:checkpoint_freq=100",
+                        "--set=eval_freq=0"), "--budget", "3000"]
+    proc = subprocess.Popen([sys.executable, "-m", "hrm_agent.bench", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not list((tmp_path / "runs").glob("*/checkpoints/last.pt")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGINT)  # Ctrl-C for the training only (e.g. kill -INT PID)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "interrupted; finished runs are in" in err and "seed 1" not in out + err
+    assert [p.name.split("__")[2] for p in (tmp_path / "runs").iterdir()] == ["0"]  # seed 1 never started
 
 
 def test_an_interrupted_bench_learn_resumes_its_hrm_run_from_the_checkpoint(tmp_path):

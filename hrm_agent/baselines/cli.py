@@ -26,6 +26,7 @@ import gymnasium as gym
 
 from hrm_agent.baselines.config import ALGOS, BaselineConfig, resolve_baseline_config
 from hrm_agent.runs import (
+    EXIT_INTERRUPTED,
     UsageError,
     check_config,
     check_env_id,
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             if callback.stop_requested:
                 callback.save_checkpoint()
                 print(f"interrupted at step {model.num_timesteps}; checkpoint saved to {run_dir / 'checkpoints'}")
-                return 130
+                return EXIT_INTERRUPTED
             callback.finish()
             callback.save_checkpoint()
             save_model(model, run_dir / FINAL_MODEL)

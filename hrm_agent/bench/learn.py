@@ -49,7 +49,7 @@ from hrm_agent.experiments.launch import Launcher, Task, finished_run
 from hrm_agent.experiments.stats import number
 from hrm_agent.experiments.store import ResultsFile, fingerprint, kwargs_label, row_key, run_key
 from hrm_agent.experiments.tables import HRM_VARIANTS, LABELS, LEARNERS, SB3_ALGOS, table, threads_label
-from hrm_agent.runs import UsageError
+from hrm_agent.runs import EXIT_INTERRUPTED, UsageError
 
 DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
 # ``--set`` prefix -> the learners it reaches
@@ -302,6 +302,8 @@ def _execute(args: argparse.Namespace, tasks: list[Task], todo: list[Task], resu
         for future in as_completed(futures):
             task = futures[future]
             code, last_line = future.result()
+            if code == EXIT_INTERRUPTED:  # a training stopped by Ctrl-C (sent to it alone): stop the table too
+                raise KeyboardInterrupt
             assert task.run_dir is not None
             summary_path = task.run_dir / "summary.json"
             if code != 0 or not summary_path.is_file():
@@ -316,7 +318,7 @@ def _execute(args: argparse.Namespace, tasks: list[Task], todo: list[Task], resu
         pool.shutdown(wait=True, cancel_futures=True)
         print(f"\ninterrupted; finished runs are in {args.results}, unfinished HRM runs checkpointed in "
               f"{args.runs_dir}: run the same command to continue", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except OSError:  # the results file refused: stop the running trainings (each checkpoints) first
         launcher.stop()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -31,6 +31,7 @@ import yaml
 
 from hrm_agent.experiments.store import KEY_FIELDS, fingerprint
 from hrm_agent.experiments.tables import HRM_VARIANTS
+from hrm_agent.runs import EXIT_INTERRUPTED
 
 
 @dataclass
@@ -196,6 +197,8 @@ class Launcher:
         finally:
             with self._lock:
                 self._running.discard(proc)
+                # a training stopped by Ctrl-C sent to it alone: start no more (the caller stops the rest)
+                self._stopped = self._stopped or proc.returncode == EXIT_INTERRUPTED
             os.close(fd)
         last = (err.strip().splitlines() or out.strip().splitlines() or [""])[-1]
         log = task.run_dir / "train.log"
