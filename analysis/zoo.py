@@ -189,7 +189,7 @@ def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: s
     row = add_model(models[int(chosen["step"])], int(chosen["step"]), minutes, matched, test_results, commit,
                     label=f"{test_set_module().label(agent.config)} at reset z's success")
     print(f"{run_dir}: step {chosen['step']:,}, validation success {chosen['success_rate']:.3f} "
-          f"(reset z's test success {target:.3f} over {len(reset)} agents)")
+          f"(the mean test success of {len(reset)} reset-z agent(s): {target:.3f})")
     return row
 
 
