@@ -22,15 +22,16 @@ def zoo_module():
     return module
 
 
-def test_every_committed_agent_loads_and_plays(capsys):
+@pytest.mark.parametrize("folder", [ZOO, ZOO / "matched"], ids=["zoo", "matched"])
+def test_every_committed_agent_loads_and_plays(folder, capsys):
     zoo = zoo_module()
-    rows = zoo.read_manifest(ZOO)
-    assert rows, "analysis/agents/manifest.csv lists no agents"
-    assert zoo.main(["check", "--episodes", "2"]) == 0
+    rows = zoo.read_manifest(folder)
+    assert rows, f"{folder / 'manifest.csv'} lists no agents"
+    assert zoo.main(["--zoo", str(folder), "check", "--episodes", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(rows) and all("/2 test episodes reached the goal" in line for line in lines)
     for row in rows:
-        assert (ZOO / row["file"]).stat().st_size < 1_000_000  # small: config and online weights only
+        assert (folder / row["file"]).stat().st_size < 1_000_000  # small: config and online weights only
         assert row["command"].startswith(f"python -m hrm_agent.train --env {row['env']}")
         assert 0.0 <= float(row["test_success"]) <= 1.0 and int(row["env_steps"]) > 0
 
