@@ -231,6 +231,10 @@ def test_a_run_timed_at_another_thread_count_is_run_again(learned, capsys):
     code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--jobs", "1", "--threads", "2"))
     assert code == 0 and "1 of 1 runs already in" in out and "(2 threads each)" in out, err
     assert "(2 threads each)" in (tmp / "results" / "bench_DynamicMaze-v0.md").read_text().splitlines()[0]
+    # and with its model saved at every evaluation (what a run writes is not a setting of what it learns)
+    code, out, err = in_process(capsys, *learn_args(tmp, 1, "--learners", "carry", "--jobs", "1", "--threads", "2",
+                                                    "--set", "hrm:save_eval_models=true"))
+    assert code == 0 and "1 of 1 runs already in" in out, err
 
 
 def test_fingerprint_follows_the_resolved_defaults_not_the_spelling():

@@ -47,7 +47,14 @@ from typing import Any
 from hrm_agent.experiments.cli import add_env_kwarg, add_seeds, add_set
 from hrm_agent.experiments.launch import Launcher, Task, finished_run
 from hrm_agent.experiments.stats import number
-from hrm_agent.experiments.store import ResultsFile, fingerprint, kwargs_label, row_key, run_key
+from hrm_agent.experiments.store import (
+    ResultsFile,
+    fingerprint,
+    kwargs_label,
+    learning_settings,
+    row_key,
+    run_key,
+)
 from hrm_agent.experiments.tables import HRM_VARIANTS, LABELS, LEARNERS, SB3_ALGOS, table, threads_label
 from hrm_agent.runs import EXIT_INTERRUPTED, UsageError
 
@@ -180,7 +187,7 @@ def row_from_summary(task: Task, env_id: str, env_kwargs: str, budget: int, summ
     curve = ";".join(f"{h['step']}:{h['success_rate']:.4g}" for h in summary.get("eval_history", []))
     return {
         "env": env_id, "env_kwargs": env_kwargs, "variant": task.variant, "seed": task.seed, "budget": budget,
-        "settings": " ".join(task.settings), "defaults": task.defaults,
+        "settings": " ".join(learning_settings(task.settings)), "defaults": task.defaults,
         "total_steps": summary.get("total_steps"),
         "final_success": final.get("success_rate"), "final_success_se": final.get("success_rate_se"),
         "path_efficiency": final.get("path_efficiency"), "path_efficiency_se": final.get("path_efficiency_se"),
@@ -240,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     for seed in range(args.seeds):
         for name in learners:
             task = Task(name, seed, per_learner[name], threads=threads[name])
-            task.key = run_key(args.env, kwargs_text, name, seed, args.budget, task.settings,
+            task.key = run_key(args.env, kwargs_text, name, seed, args.budget, learning_settings(task.settings),
                                fingerprint(args.env, env_kwargs, resolved[name])) + (str(task.threads),)
             tasks.append(task)
     todo = [t for t in tasks if t.key not in done]

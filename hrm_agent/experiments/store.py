@@ -97,6 +97,11 @@ def fingerprint(env_id: str, env_kwargs: dict[str, Any], learner_config: dict[st
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def learning_settings(settings: Sequence[str]) -> list[str]:
+    """``--set`` items less those of :data:`FINGERPRINT_OUTPUT_ONLY`: the settings that identify a run."""
+    return [s for s in settings if s.partition("=")[0].strip() not in FINGERPRINT_OUTPUT_ONLY]
+
+
 def kwargs_label(env_kwargs: dict[str, Any]) -> str:
     """``key=value`` items of ``gym.make`` keywords, sorted: the ``env_kwargs`` cell of a row."""
     return " ".join(f"{k}={v}" for k, v in sorted(env_kwargs.items()))
