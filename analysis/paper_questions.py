@@ -24,7 +24,7 @@ For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
 
 With ``--matched``, the same questions at matched competence: the zoo's reset-z
 agents beside the carry-z agents of ``analysis/agents/matched/`` (each a carry-z
-run's model at the evaluation nearest reset z's test success, ``python
+run's model at the first evaluation to reach reset z's test success, ``python
 analysis/zoo.py match``) -> ``{out}/{env}/matched/``: a latent difference that
 stays there is not a competence difference.
 

@@ -20,11 +20,11 @@ the defaults of the commit it is added at), the file and its SHA-256 prefix.
 **Matched competence.** ``match`` takes a carry-z run trained with
 ``--set save_eval_models=true`` (its model at every evaluation, ``models/step_N.pt``;
 the run may still be training) and adds to ``analysis/agents/matched/`` the model of
-the evaluation whose validation success is nearest the mean test success of the
-zoo's reset-z agents on that env (the earliest of equals), played on the test set
-like any agent: carry z and reset z at equal success, so that a latent difference
-between them is not a competence difference. Its manifest row's ``env_steps`` is the
-step of that evaluation.
+the first evaluation whose validation success reaches the mean test success of the
+zoo's reset-z agents on that env (so the choice stands as the run trains on), played
+on the test set like any agent: carry z and reset z at equal success, so that a
+latent difference between them is not a competence difference. Its manifest row's
+``env_steps`` is the step of that evaluation.
 """
 
 from __future__ import annotations
@@ -154,12 +154,17 @@ def eval_history(run_dir: Path) -> list[dict[str, Any]]:
     return list(load_file(run_dir / LAST_CHECKPOINT, "checkpoint")["eval_history"])
 
 
-def nearest_evaluation(history: list[dict[str, Any]], steps: set[int], target: float) -> dict[str, Any]:
-    """The evaluation among ``steps`` whose validation success is nearest ``target`` (the earliest of equals)."""
-    candidates = [h for h in history if int(h["step"]) in steps]
+def first_reaching(history: list[dict[str, Any]], steps: set[int], target: float) -> dict[str, Any]:
+    """The earliest evaluation among ``steps`` whose validation success reaches ``target``."""
+    candidates = sorted((h for h in history if int(h["step"]) in steps), key=lambda h: int(h["step"]))
     if not candidates:
         raise UsageError("none of the run's evaluations has its model saved")
-    return min(candidates, key=lambda h: (round(abs(h["success_rate"] - target), 9), h["step"]))
+    reached = [h for h in candidates if h["success_rate"] >= target]
+    if not reached:
+        best = max(candidates, key=lambda h: h["success_rate"])
+        raise UsageError(f"no evaluation has reached reset z's success {target:.3f} yet (best "
+                         f"{best['success_rate']:.3f} at step {int(best['step']):,}): let the run train on")
+    return reached[0]
 
 
 def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: str) -> dict[str, Any]:
@@ -184,7 +189,7 @@ def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: s
     if not reset:
         raise UsageError(f"no reset-z agents of {agent.env_id} in {zoo / 'manifest.csv'} to match")
     target = float(np.mean(reset))
-    chosen = nearest_evaluation(history, set(models), target)
+    chosen = first_reaching(history, set(models), target)
     minutes = round(float(chosen["wall_clock_s"]) / 60, 1) if "wall_clock_s" in chosen else ""
     row = add_model(models[int(chosen["step"])], int(chosen["step"]), minutes, matched, test_results, commit,
                     label=f"{test_set_module().label(agent.config)} at reset z's success")

@@ -108,17 +108,24 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
     assert paper.main(["--zoo", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: no agents")
 
-    # matched competence: the carry run's model at the evaluation nearest reset z's test success
+    # matched competence: the carry run's model at the first evaluation to reach reset z's test success
     matched = tmp_path / "matched"
     module = zoo_module()
     argv = ["--zoo", str(zoo), "match", str(tmp_path / "carry"), "--matched", str(matched),
             "--test-results", str(results)]
-    assert module.main(argv) == 0
-    (row,) = module.read_manifest(matched)
-    (reset,) = [r for r in module.read_manifest(zoo) if r["variant"] == "reset"]
+    rows = module.read_manifest(zoo)
+    (reset,) = [r for r in rows if r["variant"] == "reset"]
     history = module.eval_history(tmp_path / "carry")
-    distance = {h["step"]: abs(h["success_rate"] - float(reset["test_success"])) for h in history}
-    assert int(row["env_steps"]) in (50, 100) and distance[int(row["env_steps"])] == min(distance.values())
+    assert [h["step"] for h in history] == [50, 100]
+    for target, expected in ((history[0]["success_rate"], 50), (1.01, None)):  # reached at the first; never
+        reset["test_success"] = target
+        module.write_manifest(zoo, rows)
+        capsys.readouterr()
+        assert module.main(argv) == (0 if expected else 2)
+        if expected is None:
+            assert "no evaluation has reached reset z's success 1.010 yet" in capsys.readouterr().err
+    (row,) = module.read_manifest(matched)
+    assert int(row["env_steps"]) == 50
     assert module.main(["--zoo", str(matched), "check", "--episodes", "2"]) == 0
     assert paper.main(["--zoo", str(zoo), "--episodes", "2", "--out", str(out), "--matched", str(matched)]) == 0
     with (env_out / "matched" / "replanning.csv").open() as f:
@@ -130,6 +137,6 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
         assert module.main(["--zoo", str(zoo), "match", str(tmp_path / bad), "--matched", str(matched)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    assert module.nearest_evaluation([{"step": 1, "success_rate": 0.5}, {"step": 2, "success_rate": 0.7},
-                                      {"step": 3, "success_rate": 0.5}], {1, 2, 3}, 0.6) == \
-        {"step": 1, "success_rate": 0.5}  # the earliest of equals
+    history = [{"step": 3, "success_rate": 0.5}, {"step": 1, "success_rate": 0.7}, {"step": 2, "success_rate": 0.8}]
+    assert module.first_reaching(history, {1, 2, 3}, 0.6)["step"] == 1
+    assert module.first_reaching(history, {2, 3}, 0.6)["step"] == 2  # only evaluations with their model
