@@ -167,8 +167,10 @@ def first_reaching(history: list[dict[str, Any]], steps: set[int], target: float
     return reached[0]
 
 
-def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: str) -> dict[str, Any]:
-    """Add the model of ``run_dir`` (carry z) at the zoo's reset-z test success to ``matched``; its row."""
+def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: str,
+          target: float | None = None) -> dict[str, Any]:
+    """Add the model of ``run_dir`` (carry z) at the zoo's reset-z test success (or ``target``) to
+    ``matched``; its row."""
     import numpy as np
 
     from hrm_agent.agent import HRMAgent
@@ -186,15 +188,16 @@ def match(run_dir: Path, zoo: Path, matched: Path, test_results: Path, commit: s
     if not agent.config.carry_z:
         raise UsageError(f"{run_dir} is a reset-z run: match a carry-z run to reset z's success")
     reset = [float(r["test_success"]) for r in read_manifest(zoo) if r["env"] == agent.env_id and r["variant"] == "reset"]
-    if not reset:
-        raise UsageError(f"no reset-z agents of {agent.env_id} in {zoo / 'manifest.csv'} to match")
-    target = float(np.mean(reset))
+    if target is None:
+        if not reset:
+            raise UsageError(f"no reset-z agents of {agent.env_id} in {zoo / 'manifest.csv'} to match")
+        target = float(np.mean(reset))
     chosen = first_reaching(history, set(models), target)
     minutes = round(float(chosen["wall_clock_s"]) / 60, 1) if "wall_clock_s" in chosen else ""
     row = add_model(models[int(chosen["step"])], int(chosen["step"]), minutes, matched, test_results, commit,
                     label=f"{test_set_module().label(agent.config)} at reset z's success")
-    print(f"{run_dir}: step {chosen['step']:,}, validation success {chosen['success_rate']:.3f} "
-          f"(the mean test success of {len(reset)} reset-z agent(s): {target:.3f})")
+    print(f"{run_dir}: step {chosen['step']:,}, validation success {chosen['success_rate']:.3f} (target {target:.3f}; "
+          f"the mean test success of {len(reset)} reset-z agent(s): {np.mean(reset) if reset else float('nan'):.3f})")
     return row
 
 
@@ -238,12 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     p_match = sub.add_parser("match", parents=[adding],
                              help="add carry-z runs' models at reset z's test success to --matched")
     p_match.add_argument("runs", nargs="+", type=Path, help="carry-z run directories with models/step_N.pt")
+    p_match.add_argument("--target", type=float, default=None,
+                         help="the validation success to reach (default: the mean test success of the zoo's "
+                              "reset-z agents on the env)")
     p_match.add_argument("--matched", type=Path, default=MATCHED,
                          help=f"the matched agents' folder (default {MATCHED.relative_to(ROOT.parent)})")
     p_check = sub.add_parser("check", help="load every agent and play a few test episodes")
     p_check.add_argument("--episodes", type=int, default=4, help="test episodes per agent (default 4)")
     sub.add_parser("list", help="print the manifest")
     args = parser.parse_args(argv)
+    if getattr(args, "target", None) is not None and not 0.0 <= args.target <= 1.0:
+        parser.error("--target must be a success rate between 0 and 1")
     try:
         if args.action in ("add", "match"):
             folder = args.zoo if args.action == "add" else args.matched
@@ -251,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             for run_dir in args.runs:
                 commit = args.commit or current_commit()
                 row = add(run_dir, folder, args.test_results, commit) if args.action == "add" else \
-                    match(run_dir, args.zoo, folder, args.test_results, commit)
+                    match(run_dir, args.zoo, folder, args.test_results, commit, args.target)
                 rows[row["file"]] = row
                 write_manifest(folder, list(rows.values()))
                 print(f"added {folder / row['file']}: test success {row['test_success']:.3f}")

@@ -165,6 +165,8 @@ def shrink(argv: list[str], tiny_config: Path) -> list[str] | None:
         raise AssertionError(f"no tiny budget known for {shlex.join(argv)}")
     if argv[1] == "analysis/test_set.py":
         return with_option(argv, "--episodes", 16)  # the first 16 test episodes
+    if argv[1:3] == ["analysis/zoo.py", "match"]:
+        return with_option(argv, "--target", 0)  # a tiny run reaches no real agent's success
     if argv[1] == "analysis/paper_questions.py":
         return with_option(argv, "--episodes", 8)  # every committed agent, 8 test episodes each
     if argv[1].startswith("analysis/"):

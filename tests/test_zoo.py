@@ -126,6 +126,9 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
             assert "no evaluation has reached reset z's success 1.010 yet" in capsys.readouterr().err
     (row,) = module.read_manifest(matched)
     assert int(row["env_steps"]) == 50
+    with pytest.raises(SystemExit) as exit_info:  # not a success rate: argparse's one line
+        module.main([*argv, "--target", "1.5"])
+    assert exit_info.value.code == 2 and "--target must be a success rate" in capsys.readouterr().err
     assert module.main(["--zoo", str(matched), "check", "--episodes", "2"]) == 0
     assert paper.main(["--zoo", str(zoo), "--episodes", "2", "--out", str(out), "--matched", str(matched)]) == 0
     with (env_out / "matched" / "replanning.csv").open() as f:
