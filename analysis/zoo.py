@@ -155,15 +155,16 @@ def eval_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def first_reaching(history: list[dict[str, Any]], steps: set[int], target: float) -> dict[str, Any]:
-    """The earliest evaluation among ``steps`` whose validation success reaches ``target``."""
-    candidates = sorted((h for h in history if int(h["step"]) in steps), key=lambda h: int(h["step"]))
-    if not candidates:
-        raise UsageError("none of the run's evaluations has its model saved")
-    reached = [h for h in candidates if h["success_rate"] >= target]
+    """The earliest evaluation whose validation success reaches ``target``; its model must be among ``steps``."""
+    history = sorted(history, key=lambda h: int(h["step"]))
+    reached = [h for h in history if h["success_rate"] >= target]
     if not reached:
-        best = max(candidates, key=lambda h: h["success_rate"])
+        best = max(history, key=lambda h: h["success_rate"], default={"success_rate": float("nan"), "step": 0})
         raise UsageError(f"no evaluation has reached reset z's success {target:.3f} yet (best "
                          f"{best['success_rate']:.3f} at step {int(best['step']):,}): let the run train on")
+    if int(reached[0]["step"]) not in steps:
+        raise UsageError(f"the first evaluation to reach {target:.3f} (step {int(reached[0]['step']):,}) has no "
+                         "saved model")
     return reached[0]
 
 

@@ -142,4 +142,5 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     history = [{"step": 3, "success_rate": 0.5}, {"step": 1, "success_rate": 0.7}, {"step": 2, "success_rate": 0.8}]
     assert module.first_reaching(history, {1, 2, 3}, 0.6)["step"] == 1
-    assert module.first_reaching(history, {2, 3}, 0.6)["step"] == 2  # only evaluations with their model
+    with pytest.raises(module.UsageError, match="step 1"):  # its model is gone: not a later one instead
+        module.first_reaching(history, {2, 3}, 0.6)
