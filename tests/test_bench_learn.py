@@ -362,18 +362,25 @@ def test_a_run_directory_of_other_settings_or_threads_is_not_taken_for_a_task(le
                         env_kwargs, BUDGET) is None  # timed at another thread count
 
 
-def test_a_training_interrupted_alone_stops_the_table_instead_of_starting_the_next_run(tmp_path):
-    import signal
+def started_until_a_checkpoint(argv: list[str], runs: Path) -> subprocess.Popen:
+    """``bench`` with ``argv``, started and left running once a training under ``runs`` has checkpointed."""
     import time
 
-    argv = [*learn_args(tmp_path, 2, "--learners", "carry", "--jobs", "1", "--set=hrm:checkpoint_freq=100",
-                        "--set=eval_freq=0"), "--budget", "3000"]
     proc = subprocess.Popen([sys.executable, "-m", "hrm_agent.bench", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
-    while not list((tmp_path / "runs").glob("*/checkpoints/last.pt")) and proc.poll() is None:
+    while not list(runs.glob("*/checkpoints/last.pt")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint"
         time.sleep(0.05)
+    return proc
+
+
+def test_a_training_interrupted_alone_stops_the_table_instead_of_starting_the_next_run(tmp_path):
+    import signal
+
+    argv = [*learn_args(tmp_path, 2, "--learners", "carry", "--jobs", "1", "--set=hrm:checkpoint_freq=100",
+                        "--set=eval_freq=0"), "--budget", "3000"]
+    proc = started_until_a_checkpoint(argv, tmp_path / "runs")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) == 1, children
     os.kill(int(children[0]), signal.SIGINT)  # Ctrl-C for the training only (e.g. kill -INT PID)
@@ -386,17 +393,11 @@ def test_a_training_interrupted_alone_stops_the_table_instead_of_starting_the_ne
 def test_an_interrupted_bench_learn_resumes_its_hrm_run_from_the_checkpoint(tmp_path):
     import json
     import signal
-    import time
 
     budget = 1500
     argv = [*learn_args(tmp_path, 1, "--learners", "carry", "--set=hrm:checkpoint_freq=100",
                         "--set=eval_freq=500"), "--budget", str(budget)]
-    proc = subprocess.Popen([sys.executable, "-m", "hrm_agent.bench", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while not list((tmp_path / "runs").glob("*/checkpoints/last.pt")) and proc.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint"
-        time.sleep(0.05)
+    proc = started_until_a_checkpoint(argv, tmp_path / "runs")
     proc.send_signal(signal.SIGINT)  # Ctrl-C: the training checkpoints and stops
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
