@@ -63,6 +63,12 @@ def zoo_agents(zoo: Path, env: str | None) -> dict[str, list[tuple[dict[str, str
     return by_env
 
 
+def agent_name(row: dict[str, str], matched: bool) -> str:
+    """An agent's name in the tables: its file's stem, with ``@step`` for a matched carry-z agent."""
+    name = row["file"].removesuffix(".pt")
+    return f"{name}@{int(row['env_steps']):,}" if matched and row["variant"] != "reset" else name
+
+
 def latent_figures(agents: list[Any], episodes: int, out: Path) -> list[Path]:
     """Record every agent's latents on the test set's first ``episodes``; write the pooled figures to
     ``out/latents/`` and their summary table to ``out/latents.md``."""
@@ -185,9 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             where = args.zoo if args.matched is None else f"{args.zoo} and {args.matched}"
             raise UsageError(f"no agents{' for ' + args.env if args.env else ''} in {where}")
         for env_id, listed in by_env.items():
-            agents = [(row["file"].removesuffix(".pt") + ("" if row["variant"] == "reset" or args.matched is None
-                                                          else f"@{int(row['env_steps']):,}"),
-                       HRMAgent.load(path, device="cpu")) for row, path in listed]
+            agents = [(agent_name(row, args.matched is not None), HRMAgent.load(path, device="cpu"))
+                      for row, path in listed]
             out = args.out / env_id / ("matched" if args.matched is not None else "")
             paths = latent_figures([agent for _, agent in agents], args.episodes, out)
             oracle = EvalPolicy(BFSOracle(0), env_id, {}, "oracle")
