@@ -21,7 +21,7 @@ def test_bench_model_prints_time_flops_mfu_parameters_and_latency():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"^HRM Q-network bench \(DynamicMaze-v0 training defaults\): CPU, .*threads 1; "
-                     r"batch 2, 9 tokens \(8 \+ query\)", out, re.M)
+                     r"batch 2, 9 tokens \(8 \+ query\).*segments 1, (compiled|eager)$", out, re.M)
     assert re.search(r"^parameters: [\d,]+$", out, re.M)
     assert re.search(r"matmul peak \(128\^2\): float32 [\d.]+ GFLOP/s, bfloat16 [\d.]+ GFLOP/s", out)
     for dtype in ("float32", "bfloat16"):
@@ -45,7 +45,17 @@ def test_bench_model_defaults_come_from_the_training_config():
     from hrm_agent.bench.model import default_setup
     from hrm_agent.hyperparams import resolve_config
 
-    model, batch, _ = default_setup("FourRooms-v0")
+    model, setup = default_setup("FourRooms-v0")
     config = resolve_config("FourRooms-v0", None, [], None)
-    assert batch == config.batch_size and model.seq_len == 11 * 11  # 13 x 13 grid without its border
+    assert setup.batch_size == config.batch_size and setup.compile == config.compile and model.seq_len == 11 * 11  # 13 x 13 grid without its border
     assert all(getattr(model, k) == v for k, v in config.model.items())
+
+
+def test_bench_model_eager_times_the_networks_uncompiled():
+    tiny = ["--repeats", "1", "--warmup", "0", "--batch-size", "2", "--seq-len", "8", "--peak-size", "64",
+            "--threads", "1", "--dtype", "float32", "--eager"]
+    result = subprocess.run([sys.executable, "-m", "hrm_agent.bench", "model", *tiny],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"segments 1, eager$", result.stdout, re.M)
+    assert "[bfloat16]" not in result.stdout

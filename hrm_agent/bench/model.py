@@ -7,7 +7,11 @@ after border cropping) it times the model work of one DQN update on a batch
 (one minibatch): the online forward pass from a carry with the 1-step backward
 (loss on the Q of the taken actions) plus the target network's forward pass
 under ``no_grad``; with deep supervision, one online forward + backward per
-segment against one target pass. The optimiser step is not included. It
+segment against one target pass. The optimiser step is not included. The
+networks are built as training builds them (``hrm_agent.build.build_networks``:
+compiled where the config says ``compile: true``, the default; ``--eager`` times
+them uncompiled); FLOPs are counted on the eager networks, whose operations the
+counter sees. It
 also extrapolates the time of 100,000 optimiser steps (one per minibatch, or
 one per segment with deep supervision; the HRM-Agent authors' "approx. 100K"
 counts these). FLOPs are counted by ``torch.utils.flop_counter``; dividing by
@@ -23,13 +27,17 @@ import argparse
 import copy
 import statistics
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from hrm_agent.build import build_networks, can_compile
 from hrm_agent.config import HRMConfig
 from hrm_agent.model import HRMQNetwork
+
+if TYPE_CHECKING:
+    from hrm_agent.hyperparams import AgentConfig
 
 MFU_TARGET = 0.5  # of the float32 matmul peak, for the float32 model
 
@@ -60,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats, the median is reported (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--eager", action="store_true",
+                        help="time the networks uncompiled even where the config compiles them (compile: true)")
     parser.add_argument("--peak-size", type=int, default=2048,
                         help="side of the square matmul timed for the peak (default 2048)")
 
@@ -135,9 +145,9 @@ def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
     return median_seconds(act, repeats, warmup=2) / batch_size
 
 
-def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, int, bool]:
-    """The model config, replay batch size and deep-supervision flag an ``HRMAgent`` would train
-    ``env_id`` with by default (or with ``preset``); raises UsageError/ConfigError
+def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, "AgentConfig"]:
+    """The model config and agent config (replay batch size, deep supervision, compile) an ``HRMAgent``
+    would train ``env_id`` with by default (or with ``preset``); raises UsageError/ConfigError
     (:func:`hrm_agent.runs.check_config`)."""
     from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import check_config, check_env_id
@@ -145,7 +155,7 @@ def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, in
     check_env_id(env_id)
     config = resolve_config(env_id, None, [], None, preset=preset)
     model = check_config(env_id, {}, config)
-    return model, config.batch_size, config.deep_supervision
+    return model, config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if any(n is not None and n < 1 for n in (args.batch_size, args.seq_len, args.repeats, args.peak_size)) \
             or args.warmup < 0:
         raise UsageError("--batch-size, --seq-len, --repeats and --peak-size must be at least 1, --warmup at least 0")
-    base, default_batch, deep_supervision = default_setup(args.env, args.preset)
-    args.batch_size = default_batch if args.batch_size is None else args.batch_size
+    base, config = default_setup(args.env, args.preset)
+    deep_supervision = config.deep_supervision
+    args.batch_size = config.batch_size if args.batch_size is None else args.batch_size
+    if args.eager:
+        config = config.model_copy(update={"compile": False})
+    compiled = config.compile and can_compile(torch.device("cpu"))
     if args.seq_len is not None:  # the grid-based encodings then see a one-row grid of that length
         grid = None if base.grid_shape is None else (1, args.seq_len)
         try:
@@ -175,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         f"HRM Q-network bench ({args.env} {setting}): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
         f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
-        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}"
+        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}, {'compiled' if compiled else 'eager'}"
         + (" (deep supervision: one backward per segment)" if deep_supervision else "")
     )
     print(f"parameters: {sum(p.numel() for p in HRMQNetwork(base).parameters()):,}")
@@ -185,11 +199,12 @@ def run(args: argparse.Namespace) -> int:
     )
 
     for name in dtypes:
-        online = HRMQNetwork(base.model_copy(update={"forward_dtype": name}))
-        target = copy.deepcopy(online)
+        model_config = base.model_copy(update={"forward_dtype": name})
+        eager = HRMQNetwork(model_config)
+        flops = count_flops(make_update(eager, copy.deepcopy(eager), args.batch_size, deep_supervision))
+        online, target, _ = build_networks(model_config, config, torch.device("cpu"), seed=0)
         update = make_update(online, target, args.batch_size, deep_supervision)
         optimiser_steps = base.segments if deep_supervision else 1
-        flops = count_flops(update)
         seconds = median_seconds(update, args.repeats, args.warmup)
         achieved = flops / seconds
         mfu = {p: achieved / peak[p] for p in peak}
