@@ -47,7 +47,8 @@ def test_bench_model_defaults_come_from_the_training_config():
 
     model, setup = default_setup("FourRooms-v0")
     config = resolve_config("FourRooms-v0", None, [], None)
-    assert setup.batch_size == config.batch_size and setup.compile == config.compile and model.seq_len == 11 * 11  # 13 x 13 grid without its border
+    assert setup.batch_size == config.batch_size and setup.compile == config.compile
+    assert model.seq_len == 11 * 11  # 13 x 13 grid without its border
     assert all(getattr(model, k) == v for k, v in config.model.items())
 
 

@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         f"HRM Q-network bench ({args.env} {setting}): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
         f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
-        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}, {'compiled' if compiled else 'eager'}"
+        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}, "
+        f"{'compiled' if compiled else 'eager'}"
         + (" (deep supervision: one backward per segment)" if deep_supervision else "")
     )
     print(f"parameters: {sum(p.numel() for p in HRMQNetwork(base).parameters()):,}")
