@@ -152,7 +152,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                          f"± {episode_half:.3f} | {' '.join(f'{s:.3f}' for s in success)} | {eff_mean:.3f} | "
                          f"{to_90} |")
         labels = [label for label in groups if label != "oracle"]
-        pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+        played = {label: int(groups[label][0]["episodes"]) for label in labels}
+        # paired over episodes: only groups played on the same test episodes are compared
+        pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:] if played[a] == played[b]]
         if pairs:
             lines += ["", "| difference | test success | 95 % over seeds (bootstrap) | 95 % over episodes (paired) |",
                       "|---|---|---|---|"]

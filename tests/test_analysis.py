@@ -450,6 +450,11 @@ def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, t
     # played once: the same command again plays nothing new; another label is a new row
     assert command("test_set").main([str(runs["carry"]), "--results", str(results), "--episodes", "12"]) == 0
     assert "already in" in capsys.readouterr().out and len(read_csv(results)) == 3
+    # a quick look on fewer episodes beside them is its own group, compared with no group of another length
+    assert command("test_set").main([str(runs["reset"]), "--results", str(results), "--episodes", "5"]) == 0
+    report = results.with_suffix(".md").read_text()
+    assert "| reset z (first 5 episodes) | 1 |" in report and " − reset z (first 5 episodes) |" not in report
+    assert "reset z (first 5 episodes) − " not in report and len(read_csv(results)) == 4
     assert command("test_set").main([str(tmp_path / "nowhere"), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no such run directory") and len(err.strip().splitlines()) == 1
