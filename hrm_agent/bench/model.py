@@ -171,9 +171,9 @@ def run(args: argparse.Namespace) -> int:
     base, config = default_setup(args.env, args.preset)
     deep_supervision = config.deep_supervision
     args.batch_size = config.batch_size if args.batch_size is None else args.batch_size
-    if args.eager:
-        config = config.model_copy(update={"compile": False})
-    compiled = config.compile and can_compile(torch.device("cpu"))
+    # compile as training would (build_networks), asked once: without a C++ compiler, eager
+    compiled = not args.eager and config.compile and can_compile(torch.device("cpu"))
+    config = config.model_copy(update={"compile": compiled})
     if args.seq_len is not None:  # the grid-based encodings then see a one-row grid of that length
         grid = None if base.grid_shape is None else (1, args.seq_len)
         try:
