@@ -60,3 +60,21 @@ def test_bench_model_eager_times_the_networks_uncompiled():
     assert result.returncode == 0, result.stderr
     assert re.search(r"segments 1, eager$", result.stdout, re.M)
     assert "[bfloat16]" not in result.stdout
+
+
+def test_bench_model_set_overrides_the_config_timed():
+    tiny = ["--repeats", "1", "--warmup", "0", "--batch-size", "2", "--seq-len", "8", "--peak-size", "64",
+            "--threads", "1", "--dtype", "float32", "--eager"]
+    runs = {}
+    for core, layers in (("hrm", 1), ("trm", 2), ("transformer", 2)):
+        result = subprocess.run([sys.executable, "-m", "hrm_agent.bench", "model", *tiny,
+                                 "--set", f"model.core={core}", "--set", f"model.L_layers={layers}"],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert f"training defaults with model.core={core} model.L_layers={layers})" in result.stdout
+        assert re.search(rf"core {core}, hidden \d+, heads \d+, (layers H\d+\+L{layers}, cycles|layers {layers} "
+                         rf"\(one network\), cycles|layers {layers}, no recursion)", result.stdout)
+        runs[core] = result.stdout
+    parameters = {c: int(re.search(r"^parameters: ([\d,]+)$", out, re.M).group(1).replace(",", ""))
+                  for c, out in runs.items()}
+    assert parameters["trm"] == parameters["transformer"] == parameters["hrm"]  # 2 blocks each (docs/configuration.md)

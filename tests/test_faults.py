@@ -357,6 +357,8 @@ def test_evaluate_checks_its_outputs_before_playing(option, tiny_run, tmp_path, 
     (["model", "--seq-len", "0"], "--seq-len"),
     (["model", "--threads", "0"], "--threads must be at least 1"),
     (["model", "--env", "CartPole-v1"], "needs a 2-D integer token-grid observation"),
+    (["model", "--set", "model.nope=1"], "invalid hyperparameters: model.nope: Extra inputs are not permitted"),
+    (["model", "--set", "model.core"], "model.core"),
     (["env", "--steps", "0"], "--steps and --repeats must be at least 1, got 0 and 5"),
     (["train", "--set", "hrm:model.segments=0"], "carry: invalid hyperparameters: model.segments: Input should be "
                                                  "greater than 0"),

@@ -3,7 +3,8 @@
 For the default training config of an environment (``--env``, default
 DynamicMaze-v0; ``--preset NAME`` applies a preset such as ``paper``: the model
 and replay batch size of ``hrm_agent/hyperparams.yaml``, the env's token count
-after border cropping) it times the model work of one DQN update on a batch
+after border cropping; ``--set KEY=VALUE`` overrides as ``hrm_agent.train``'s, e.g.
+``--set model.core=trm``) it times the model work of one DQN update on a batch
 (one minibatch): the online forward pass from a carry with the 1-step backward
 (loss on the Q of the taken actions) plus the target network's forward pass
 under ``no_grad``; with deep supervision, one online forward + backward per
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="env whose tuned training defaults are benchmarked (default DynamicMaze-v0)")
     parser.add_argument("--preset", default=None, metavar="NAME",
                         help="time the model of a hyperparameter preset (e.g. paper) instead of the env's defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one hyperparameter of the config timed, as for hrm_agent.train "
+                             "(e.g. --set model.core=trm)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="replay batch of the DQN update (default: the env's training default)")
     parser.add_argument("--seq-len", type=int, default=None,
@@ -145,15 +149,17 @@ def acting_latency(model: HRMQNetwork, batch_size: int, repeats: int) -> float:
     return median_seconds(act, repeats, warmup=2) / batch_size
 
 
-def default_setup(env_id: str, preset: str | None = None) -> tuple[HRMConfig, "AgentConfig"]:
+def default_setup(
+    env_id: str, preset: str | None = None, overrides: list[str] | None = None
+) -> tuple[HRMConfig, "AgentConfig"]:
     """The model config and agent config (replay batch size, deep supervision, compile) an ``HRMAgent``
-    would train ``env_id`` with by default (or with ``preset``); raises UsageError/ConfigError
-    (:func:`hrm_agent.runs.check_config`)."""
+    would train ``env_id`` with by default (or with ``preset``, then the ``key=value`` ``overrides``);
+    raises UsageError/ConfigError (:func:`hrm_agent.runs.check_config`)."""
     from hrm_agent.hyperparams import resolve_config
     from hrm_agent.runs import check_config, check_env_id
 
     check_env_id(env_id)
-    config = resolve_config(env_id, None, [], None, preset=preset)
+    config = resolve_config(env_id, None, overrides or [], None, preset=preset)
     model = check_config(env_id, {}, config)
     return model, config
 
@@ -168,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if any(n is not None and n < 1 for n in (args.batch_size, args.seq_len, args.repeats, args.peak_size)) \
             or args.warmup < 0:
         raise UsageError("--batch-size, --seq-len, --repeats and --peak-size must be at least 1, --warmup at least 0")
-    base, config = default_setup(args.env, args.preset)
+    base, config = default_setup(args.env, args.preset, args.overrides)
     deep_supervision = config.deep_supervision
     args.batch_size = config.batch_size if args.batch_size is None else args.batch_size
     # compile as training would (build_networks), asked once: without a C++ compiler, eager
@@ -185,11 +191,17 @@ def run(args: argparse.Namespace) -> int:
 
     peak = {name: matmul_peak(getattr(torch, name), args.peak_size, args.repeats) for name in ("float32", "bfloat16")}
     setting = f"preset {args.preset}" if args.preset else "training defaults"
+    if args.overrides:
+        setting += " with " + " ".join(args.overrides)
+    layers = {  # what each core of hrm_agent.cores runs per segment
+        "hrm": f"layers H{base.H_layers}+L{base.L_layers}, cycles H{base.H_cycles}xL{base.L_cycles}",
+        "trm": f"layers {base.L_layers} (one network), cycles H{base.H_cycles}xL{base.L_cycles}",
+        "transformer": f"layers {base.L_layers}, no recursion",
+    }[base.core]
     print(
         f"HRM Q-network bench ({args.env} {setting}): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
-        f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, layers H{base.H_layers}+L{base.L_layers}, "
-        f"cycles H{base.H_cycles}xL{base.L_cycles}, segments {base.segments}, "
+        f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, {layers}, segments {base.segments}, "
         f"{'compiled' if compiled else 'eager'}"
         + (" (deep supervision: one backward per segment)" if deep_supervision else "")
     )
