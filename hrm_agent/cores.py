@@ -49,6 +49,11 @@ class RecursiveCore(nn.Module):
         """The modules ``torch.compile`` wraps (the networks the recursion calls)."""
         raise NotImplementedError
 
+    @staticmethod
+    def describe(config: HRMConfig) -> str:
+        """What a segment of this core runs under ``config``, in a few words (benchmark headers)."""
+        raise NotImplementedError
+
     def forward(
         self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, segments: int,
         read: Tensor | None = None, trace: Trace | None = None,
@@ -101,6 +106,10 @@ class HRMCore(RecursiveCore):
     def compiled_modules(self) -> list[nn.Module]:
         return [self.L_level, self.H_level]
 
+    @staticmethod
+    def describe(config: HRMConfig) -> str:
+        return f"layers H{config.H_layers}+L{config.L_layers}, cycles H{config.H_cycles}xL{config.L_cycles}"
+
     def segment(
         self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
     ) -> tuple[Tensor, Tensor]:
@@ -134,6 +143,10 @@ class TRMCore(RecursiveCore):
     def compiled_modules(self) -> list[nn.Module]:
         return [self.net]
 
+    @staticmethod
+    def describe(config: HRMConfig) -> str:
+        return f"layers {config.L_layers} (one network), cycles H{config.H_cycles}xL{config.L_cycles}"
+
     def segment(
         self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None
     ) -> tuple[Tensor, Tensor]:
@@ -165,6 +178,10 @@ class TransformerCore(RecursiveCore):
 
     def compiled_modules(self) -> list[nn.Module]:
         return [self.blocks]
+
+    @staticmethod
+    def describe(config: HRMConfig) -> str:
+        return f"layers {config.L_layers}, no recursion"
 
     def segment(
         self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None, read: Tensor | None, trace: Trace | None

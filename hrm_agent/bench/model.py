@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from hrm_agent.build import build_networks, can_compile
 from hrm_agent.config import HRMConfig
+from hrm_agent.cores import CORES
 from hrm_agent.model import HRMQNetwork
 
 if TYPE_CHECKING:
@@ -193,15 +194,10 @@ def run(args: argparse.Namespace) -> int:
     setting = f"preset {args.preset}" if args.preset else "training defaults"
     if args.overrides:
         setting += " with " + " ".join(args.overrides)
-    layers = {  # what each core of hrm_agent.cores runs per segment
-        "hrm": f"layers H{base.H_layers}+L{base.L_layers}, cycles H{base.H_cycles}xL{base.L_cycles}",
-        "trm": f"layers {base.L_layers} (one network), cycles H{base.H_cycles}xL{base.L_cycles}",
-        "transformer": f"layers {base.L_layers}, no recursion",
-    }[base.core]
     print(
         f"HRM Q-network bench ({args.env} {setting}): CPU, torch {torch.__version__}, threads {torch.get_num_threads()}; "
         f"batch {args.batch_size}, {base.total_seq_len} tokens ({base.seq_len} + query), "
-        f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, {layers}, segments {base.segments}, "
+        f"core {base.core}, hidden {base.hidden_size}, heads {base.num_heads}, {CORES[base.core].describe(base)}, segments {base.segments}, "
         f"{'compiled' if compiled else 'eager'}"
         + (" (deep supervision: one backward per segment)" if deep_supervision else "")
     )
