@@ -64,3 +64,17 @@ def test_committed_rows_keep_their_fingerprint_under_the_current_package():
     row = next(r for r in read_results(results) if r["env"] == "DynamicMaze-v0" and r["seed"] == "0")
     config = resolve_config("DynamicMaze-v0", None, row["settings"].split(), carry_z=True)
     assert fingerprint("DynamicMaze-v0", {}, config.model_dump()) == row["defaults"]
+
+
+def test_a_figure_drawn_twice_is_written_as_the_same_bytes(tmp_path):
+    from hrm_agent.experiments.figures import new_figure, save_figure
+
+    digests = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        out.mkdir()
+        fig, axes = new_figure(1)
+        axes[0, 0].plot([0, 1, 2], [0.2, 0.5, 0.9], label="carry z")
+        axes[0, 0].legend()
+        digests.append([p.read_bytes() for p in save_figure(fig, out, "curves")])
+    assert [len(b) > 0 for b in digests[0]] == [True, True]
+    assert digests[0] == digests[1]

@@ -37,11 +37,16 @@ def new_figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 3
 
 
 def save_figure(fig: Any, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.png`` and ``.svg``, atomically."""
+    """Write ``fig`` as ``out_dir/name.png`` and ``.svg``, atomically; the same figure gives the same bytes
+    (no date in the SVG, its element ids salted by ``name``), so a figure redrawn from unchanged rows
+    leaves git with nothing to commit."""
+    import matplotlib
+
     paths = []
-    for fmt in ("png", "svg"):
+    for fmt, metadata in (("png", None), ("svg", {"Date": None})):
         path = Path(out_dir) / f"{name}.{fmt}"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))
+        with matplotlib.rc_context({"svg.hashsalt": name}):
+            atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120, metadata=metadata))
         paths.append(path)
     return paths
 
