@@ -20,7 +20,8 @@ For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
   neither (the control): success after the intervention beside the same
   episodes without it, extra steps over the new shortest path, and the
   iterations the latent took to settle at the step that first saw the change
-  beside the other steps -> ``{out}/{env}/replanning.csv`` and ``.md``.
+  beside the other steps -> ``{out}/{env}/replanning.csv`` and ``.md`` (the
+  latter also pooled by variant: the mean over its agents and their range).
 
 With ``--matched``, the same questions at matched competence: the zoo's reset-z
 agents beside the carry-z agents of ``analysis/agents/matched/`` (each a carry-z
@@ -158,7 +159,24 @@ def replanning_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['agent']} | {r['intervention']} | {r['applied']}/{r['episodes']} | "
                      f"{cell(r['success_after'])} | {cell(r['success_without'])} | {cell(r['extra_steps'])} | "
                      f"{settle[0]} | {settle[1]} |")
+    lines += ["", "Pooled by variant: the mean over its agents [lowest, highest agent].", "",
+              "| variant | agents | intervention | success after | without | kept (after / without) |",
+              "|---|---|---|---|---|---|"]
+    for (variant, kind), group in pooled(rows).items():
+        after, without = (np.array([r[key] for r in group]) for key in ("success_after", "success_without"))
+        kept = after.sum() / without.sum() if without.sum() > 0 else float("nan")
+        lines.append(f"| {variant} | {len(group)} | {kind} | {cell(after.mean())} [{cell(after.min())}, "
+                     f"{cell(after.max())}] | {cell(without.mean())} [{cell(without.min())}, {cell(without.max())}] "
+                     f"| {cell(kept)} |")
     return "\n".join(lines) + "\n"
+
+
+def pooled(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The rows grouped by (variant, intervention), in the order they first appear."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["intervention"]), []).append(r)
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,11 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
             assert float(r["success_after"]) == 1.0  # it replans on the true grid
         if r["agent"] != "BFS oracle" and int(r["applied"]):
             assert 0 <= float(r["settle_z_H"]) <= 4
+    pooled = (env_out / "replanning.md").read_text().split("Pooled by variant")[1]
+    for r in rows:  # one agent per variant: its pooled row is its own row
+        after = float(r["success_after"])
+        shown = "–" if after != after else f"{after:.2f}"
+        assert f"| {r['variant']} | 1 | {r['intervention']} | {shown} [{shown}, {shown}] |" in pooled
     capsys.readouterr()
     assert paper.main(["--zoo", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: no agents")
