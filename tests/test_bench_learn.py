@@ -285,6 +285,9 @@ def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interva
     assert "steps to 90 % cannot tell (reached by 3/3 and 0/3 runs)" in line
     markdown = table(carry + reset, "DynamicMaze-v0", "", 1000)
     assert line in markdown and "3/3 runs; median 1,000 (10 min)" in markdown
+    carry[0]["minutes_to_90"] = ""  # a run that recorded no wall-clock: no median of the others' minutes
+    assert "3/3 runs; median 1,000 (minutes recorded by 2 of them: 5–10)" in table(carry, "DynamicMaze-v0", "", 1000)
+    assert "2/2 runs; median 750 (8 min)" in table(carry[1:], "DynamicMaze-v0", "", 1000)  # the middle of 500, 1,000
     assert table_rows(markdown)["HRM carry z"][6] == "0.82 ± 0.07"  # (0.7 + 0.95 + 0.825) / 3
     # the interval is reproducible, and undefined for a single seed
     assert bootstrap_difference([0.9, 1.0, 0.95], [0.5, 0.6, 0.4]) == (d, low, high)

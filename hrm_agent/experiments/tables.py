@@ -83,8 +83,12 @@ def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int,
         if name == "oracle":
             to_90 = "– (no training)"
         elif reached:
-            to_90 = (f"{len(reached)}/{len(group)} runs; median {reached[len(reached) // 2]:,}"
-                     + (f" ({minutes_reached[len(minutes_reached) // 2]:.0f} min)" if minutes_reached else ""))
+            to_90 = f"{len(reached)}/{len(group)} runs; median {statistics.median(reached):,.0f}"
+            if len(minutes_reached) == len(reached):
+                to_90 += f" ({statistics.median(minutes_reached):.0f} min)"
+            elif minutes_reached:  # runs that recorded no wall-clock: the minutes of those that did, not a median
+                to_90 += (f" (minutes recorded by {len(minutes_reached)} of them: "
+                          f"{minutes_reached[0]:.0f}–{minutes_reached[-1]:.0f})")
         else:
             to_90 = f"not reached (0/{len(group)})"
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
