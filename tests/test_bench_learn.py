@@ -294,6 +294,18 @@ def test_the_table_compares_carry_with_reset_over_seeds_with_a_bootstrap_interva
     assert all(x != x for x in bootstrap_difference([1.0], [0.5])[1:])
 
 
+def test_the_table_names_the_core_of_the_hrm_learners():
+    from hrm_agent.experiments.tables import learner_label, table
+
+    assert learner_label("carry", "model.core=trm model.L_layers=1") == "TRM carry z"
+    assert learner_label("reset", ["her_ratio=0", "model.core=transformer"]) == "Transformer reset z"
+    assert learner_label("carry", "model.core=hrm") == learner_label("carry") == "HRM carry z"
+    assert learner_label("dqn", "model.core=trm") == "SB3 DQN"  # a baseline has no core
+    row = {"variant": "reset", "seed": "0", "final_success": "0.5", "path_efficiency": "1.0", "steps_to_90": "",
+           "wall_clock_s": "60", "settings": "model.core=trm", "curve": "500:0.5"}
+    assert "| TRM reset z | 0 |" in table([row], "DynamicMaze-v0", "", 1000)
+
+
 def test_minutes_to_90_are_the_wall_clock_the_first_evaluation_at_90_recorded():
     from hrm_agent.runs import summary_record
 

@@ -55,7 +55,7 @@ from hrm_agent.experiments.store import (
     row_key,
     run_key,
 )
-from hrm_agent.experiments.tables import HRM_VARIANTS, LABELS, LEARNERS, SB3_ALGOS, table, threads_label
+from hrm_agent.experiments.tables import HRM_VARIANTS, LABELS, LEARNERS, SB3_ALGOS, learner_label, table, threads_label
 from hrm_agent.runs import EXIT_INTERRUPTED, UsageError
 
 DEFAULT_RESULTS = Path("analysis") / "results" / "bench_learn.csv"
@@ -287,7 +287,7 @@ def _execute(args: argparse.Namespace, tasks: list[Task], todo: list[Task], resu
         results.append(row)
         finished += 1
         success = number(row["final_success"])
-        print(f"[{finished}/{len(todo)}] {LABELS[task.variant]} seed {task.seed}{how}: greedy success "
+        print(f"[{finished}/{len(todo)}] {learner_label(task.variant, learning_settings(task.settings))} seed {task.seed}{how}: greedy success "
               f"{'–' if success is None else f'{success:.2f}'}, steps to 90 %: {row['steps_to_90'] or '–'}, "
               f"{float(row['wall_clock_s'] or 0):.0f} s", flush=True)
 

@@ -16,6 +16,17 @@ SB3_ALGOS = ("dqn", "ppo", "recurrent-ppo")
 LEARNERS = (*HRM_VARIANTS, *SB3_ALGOS, "oracle")
 LABELS = {"carry": "HRM carry z", "reset": "HRM reset z", "dqn": "SB3 DQN", "ppo": "SB3 PPO",
           "recurrent-ppo": "RecurrentPPO", "oracle": "BFS oracle"}
+CORE_LABELS = {"hrm": "HRM", "trm": "TRM", "transformer": "Transformer"}
+
+
+def learner_label(name: str, settings: str | list[str] = "") -> str:
+    """``LABELS[name]``, with an HRM variant named by its core where ``settings`` (a row's ``settings`` cell or
+    ``--set`` items) choose another one: ``model.core=trm`` gives ``TRM carry z``."""
+    items = settings.split() if isinstance(settings, str) else settings
+    core = next((item.split("=", 1)[1] for item in items if item.startswith("model.core=")), "hrm")
+    if name in HRM_VARIANTS and core in CORE_LABELS:
+        return LABELS[name].replace("HRM", CORE_LABELS[core], 1)
+    return LABELS[name]
 
 
 def by_learner(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
@@ -94,7 +105,7 @@ def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int,
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
         curve = [x for r in group if (x := curve_mean(r)) is not None]
         seeds = ", ".join(r["seed"] for r in group)
-        lines.append(f"| {LABELS[name]} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
+        lines.append(f"| {learner_label(name, group[0].get('settings', ''))} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
                      f"{format_mean_se(minutes, 2)} | {format_mean_se(curve) if name != 'oracle' else '–'} |")
     if "carry" in groups and "reset" in groups:
         lines += ["", compare_variants(groups["carry"], groups["reset"])]
