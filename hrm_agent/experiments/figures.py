@@ -13,7 +13,7 @@ from typing import Any
 from hrm_agent.checkpoint import atomic_write
 from hrm_agent.experiments.stats import mean_se, number
 from hrm_agent.experiments.store import write_csv
-from hrm_agent.experiments.tables import LABELS, by_learner, curve_mean, parse_curve, threads_label
+from hrm_agent.experiments.tables import by_learner, curve_mean, learner_label, parse_curve, threads_label
 from hrm_agent.runs import UsageError
 
 VARIANT_COLOURS = {"carry": "tab:blue", "reset": "tab:orange", "dqn": "tab:green", "ppo": "tab:red",
@@ -62,6 +62,7 @@ def plot_learn(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
 
     groups = by_learner(rows)
     names = list(groups)
+    labels = {name: learner_label(name, group[0].get("settings", "")) for name, group in groups.items()}
     fig = Figure(figsize=(15, 7.5), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
     fig.suptitle(title, fontsize=10)
@@ -70,7 +71,7 @@ def plot_learn(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
     for learner, group in groups.items():
         if learner == "oracle":
             ax.axhline(mean_se([float(r["final_success"]) for r in group])[0], color="black", ls="--",
-                       label=LABELS[learner])
+                       label=labels[learner])
             continue
         per_step: dict[int, list[float]] = defaultdict(list)
         for r in group:
@@ -82,7 +83,7 @@ def plot_learn(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
         if per_step:
             steps = sorted(per_step)
             ax.plot(steps, [sum(per_step[s]) / len(per_step[s]) for s in steps], marker=".",
-                    color=COLOURS[learner], label=LABELS[learner])
+                    color=COLOURS[learner], label=labels[learner])
     ax.set(title="greedy success during training (thin: each seed; bold: mean)", xlabel="environment steps",
            ylabel="success rate", ylim=(-0.02, 1.02))
     ax.legend(fontsize=7)
@@ -95,7 +96,7 @@ def plot_learn(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
             m, se = mean_se(values)
             ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=COLOURS[learner], capsize=4, alpha=0.85)
             ax.plot([i] * len(values), values, "k.", ms=4)
-        ax.set_xticks(range(len(learners)), [LABELS[n] for n in learners], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(learners)), [labels[n] for n in learners], rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         if ylim:
             ax.set_ylim(*ylim)
@@ -116,7 +117,7 @@ def plot_learn(rows: list[dict[str, str]], title: str, out_dir: Path, name: str,
             x = number(r["steps_to_90"])
             ax.plot(i, budget * 1.05 if x is None else x, "x" if x is None else "o", color=COLOURS[learner])
     ax.axhline(budget, color="grey", lw=0.8)
-    ax.set_xticks(range(len(trained)), [LABELS[n] for n in trained], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(trained)), [labels[n] for n in trained], rotation=30, ha="right", fontsize=8)
     ax.set(title="env steps to first reach 90 % greedy success (x: never)", ylim=(0, budget * 1.12))
     # mean success over the evaluations (area under the curve), a dot per seed
     bars(axes[5], trained, lambda learner: [x for r in groups[learner] if (x := curve_mean(r)) is not None],
