@@ -287,7 +287,8 @@ def _execute(args: argparse.Namespace, tasks: list[Task], todo: list[Task], resu
         results.append(row)
         finished += 1
         success = number(row["final_success"])
-        print(f"[{finished}/{len(todo)}] {learner_label(task.variant, learning_settings(task.settings))} seed {task.seed}{how}: greedy success "
+        name = learner_label(task.variant, learning_settings(task.settings))
+        print(f"[{finished}/{len(todo)}] {name} seed {task.seed}{how}: greedy success "
               f"{'–' if success is None else f'{success:.2f}'}, steps to 90 %: {row['steps_to_90'] or '–'}, "
               f"{float(row['wall_clock_s'] or 0):.0f} s", flush=True)
 

@@ -105,7 +105,8 @@ def table(rows: list[dict[str, str]], env_id: str, env_kwargs: str, budget: int,
         minutes = [x / 60 for r in group if (x := number(r["wall_clock_s"])) is not None]
         curve = [x for r in group if (x := curve_mean(r)) is not None]
         seeds = ", ".join(r["seed"] for r in group)
-        lines.append(f"| {learner_label(name, group[0].get('settings', ''))} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
+        label = learner_label(name, group[0].get("settings", ""))
+        lines.append(f"| {label} | {seeds} | {format_mean_se(success)} | {format_mean_se(efficiency)} | {to_90} | "
                      f"{format_mean_se(minutes, 2)} | {format_mean_se(curve) if name != 'oracle' else '–'} |")
     if "carry" in groups and "reset" in groups:
         lines += ["", compare_variants(groups["carry"], groups["reset"])]
