@@ -90,8 +90,13 @@ def load_source(source: str) -> tuple[Any, dict[str, Any]]:
 
 
 def label(config: Any) -> str:
-    """An HRM agent's default group: ``carry z (full)``, ``carry z (token)`` or ``reset z``."""
-    return f"carry z ({config.carry})" if config.carry_z else "reset z"
+    """An HRM agent's default group: ``carry z (full)``, ``carry z (token)`` or ``reset z``, after the core's
+    name where it is not the HRM (``TRM carry z (full)``)."""
+    from hrm_agent.experiments.tables import CORE_LABELS
+
+    variant = f"carry z ({config.carry})" if config.carry_z else "reset z"
+    core = config.model.get("core", "hrm")
+    return variant if core == "hrm" else f"{CORE_LABELS[core]} {variant}"
 
 
 def training_record(source: str) -> dict[str, Any]:
