@@ -116,11 +116,11 @@ def test_carry_z_and_reset_z_mean_the_same_for_every_core(core, tmp_path):
         assert result.latents is not None and result.latents.iterations == iterations
         assert np.isfinite(result.latents.z_H).all()
         # the test-set tables name the core beside the variant
-        assert test_set_module().label(loaded.config) == (
+        assert analysis_test_set().label(loaded.config) == (
             f"{CORE_LABELS[core]} {'carry z (full)' if carry_z else 'reset z'}")
 
 
-def test_set_module():
+def analysis_test_set():
     spec = importlib.util.spec_from_file_location("analysis_test_set", ROOT / "analysis" / "test_set.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
