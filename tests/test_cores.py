@@ -3,9 +3,6 @@ and carry z / reset z meaning the same for each behind the one encoder, read-out
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -15,9 +12,8 @@ from conftest import TINY_ENV, tiny_config
 from hrm_agent import HRMAgent
 from hrm_agent.evaluate import evaluate
 from hrm_agent.experiments.tables import CORE_LABELS
+from test_analysis import command
 from test_model import B, N, T, grads_of, make_model, make_tokens, random_carry
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def trm_reference(model, carry, tokens, grad_cycles: int = 1):
@@ -116,12 +112,5 @@ def test_carry_z_and_reset_z_mean_the_same_for_every_core(core, tmp_path):
         assert result.latents is not None and result.latents.iterations == iterations
         assert np.isfinite(result.latents.z_H).all()
         # the test-set tables name the core beside the variant
-        assert analysis_test_set().label(loaded.config) == (
+        assert command("test_set").label(loaded.config) == (
             f"{CORE_LABELS[core]} {'carry z (full)' if carry_z else 'reset z'}")
-
-
-def analysis_test_set():
-    spec = importlib.util.spec_from_file_location("analysis_test_set", ROOT / "analysis" / "test_set.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
