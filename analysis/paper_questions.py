@@ -1,10 +1,11 @@
 """The paper's latent questions and the re-planning test, asked of the committed agents.
 
-    python analysis/paper_questions.py [--zoo analysis/agents] [--env ENV_ID] [--episodes 128]
+    python analysis/paper_questions.py [--zoo analysis/agents] [--env ENV_ID] [--episodes 128] [--seeds K]
         [--out analysis/results/paper] [--matched [analysis/agents/matched]]
 
 For every env of the zoo's manifest (``analysis/agents/manifest.csv``, see
-``analysis/zoo.py``), with every agent listed for it:
+``analysis/zoo.py``), with every agent listed for it (or those of seeds
+``0 .. K-1``):
 
 - **Latents, by the HRM-Agent authors' protocol**: each agent plays the first
   ``--episodes`` episodes of the test set with its latents recorded at every
@@ -50,8 +51,8 @@ REPLANNING_FIELDS = [
 ]
 
 
-def zoo_agents(zoo: Path, env: str | None) -> dict[str, list[tuple[dict[str, str], Path]]]:
-    """The manifest's agents by env: ``(row, file)`` pairs."""
+def zoo_agents(zoo: Path, env: str | None, seeds: int | None = None) -> dict[str, list[tuple[dict[str, str], Path]]]:
+    """The manifest's agents by env (of seeds ``0 .. seeds-1`` if given): ``(row, file)`` pairs."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("analysis_zoo", ROOT / "zoo.py")
@@ -59,7 +60,7 @@ def zoo_agents(zoo: Path, env: str | None) -> dict[str, list[tuple[dict[str, str
     spec.loader.exec_module(module)
     by_env: dict[str, list[tuple[dict[str, str], Path]]] = {}
     for row in module.read_manifest(zoo):
-        if env is None or row["env"] == env:
+        if (env is None or row["env"] == env) and (seeds is None or int(row["seed"]) < seeds):
             by_env.setdefault(row["env"], []).append((row, zoo / row["file"]))
     return by_env
 
@@ -180,10 +181,13 @@ def pooled(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hrm_agent.experiments.cli import add_seeds
+
     parser = argparse.ArgumentParser(prog="python analysis/paper_questions.py", description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=ROOT / "agents", help="the agents' folder (default analysis/agents)")
     parser.add_argument("--env", default=None, help="only this env's agents")
     parser.add_argument("--episodes", type=int, default=128, help="test episodes per agent (default 128)")
+    add_seeds(parser, "each variant's agents", default_text="all")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "paper", help="output folder")
     parser.add_argument("--matched", type=Path, nargs="?", const=ROOT / "agents" / "matched", default=None,
                         help="the zoo's reset-z agents beside the carry-z agents of this folder (default "
@@ -191,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be at least 1")
 
     from envs.oracle import BFSOracle
     from hrm_agent.agent import HRMAgent
@@ -200,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     from hrm_agent.checkpoint import CheckpointError, atomic_write
 
     try:
-        by_env = zoo_agents(args.zoo, args.env)
+        by_env = zoo_agents(args.zoo, args.env, args.seeds)
         if args.matched is not None:
-            carry = zoo_agents(args.matched, args.env)
+            carry = zoo_agents(args.matched, args.env, args.seeds)
             by_env = {env: [(row, path) for row, path in listed if row["variant"] == "reset"] + carry[env]
                       for env, listed in by_env.items() if env in carry}
         if not by_env:

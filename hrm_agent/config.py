@@ -47,12 +47,14 @@ class HRMConfig(BaseModel):
     num_actions: int = Field(gt=0, description="Q-values per sample, one per discrete action")
 
     core: Literal["hrm", "trm", "transformer"] = "hrm"
-    """The recursive core (``hrm_agent.model``): ``hrm``, the HRM's two modules with the 1-step gradient;
+    """The recursive core (``hrm_agent.cores``): ``hrm``, the HRM's two modules with the 1-step gradient;
     ``trm``, the Tiny Recursive Model's one network (``L_layers`` blocks) for both updates with the gradient
     through the last cycle; ``transformer``, ``L_layers`` blocks run once per segment, no inner recursion.
-    The encoder, the read-out and what carry z carries are the same for each."""
-    H_cycles: int = Field(2, gt=0, description="N: high-level updates per segment")
-    L_cycles: int = Field(2, gt=0, description="T: low-level updates per high-level update")
+    The encoder, the read-out and what carry z carries are the same for each. ``trm`` ignores ``H_layers``,
+    ``transformer`` also ``H_cycles`` and ``L_cycles``; each has the ``hrm`` core's parameters when its
+    ``L_layers`` is the HRM's ``H_layers + L_layers`` (2 with the envs' defaults), so set it."""
+    H_cycles: int = Field(2, gt=0, description="N: high-level updates per segment (trm: cycles, the paper's T)")
+    L_cycles: int = Field(2, gt=0, description="T: low-level updates per high-level update (trm: the paper's n)")
     segments: int = Field(
         1,
         gt=0,

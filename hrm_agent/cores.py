@@ -129,10 +129,10 @@ class HRMCore(RecursiveCore):
 
 class TRMCore(RecursiveCore):
     """The Tiny Recursive Model (Jolicoeur-Martineau 2025): one network ``f`` (``L_layers`` blocks) for both
-    updates, ``z_L = f(z_L, z_H + x)`` ``n = L_cycles`` times, then ``z_H = f(z_H, z_L)`` (no ``x``: its
-    absence tells the network which update it makes), ``T = H_cycles`` cycles per segment, and the gradient
-    through the whole last cycle (its ``n`` L-updates and the H-update) instead of HRM's last step.
-    ``H_layers`` is not used.
+    updates, ``z_L = f(z_L, z_H + x)`` ``L_cycles`` times (the paper's n), then ``z_H = f(z_H, z_L)`` (no
+    ``x``: its absence tells the network which update it makes), ``H_cycles`` cycles per segment (the paper's
+    T, not the HRM's), and the gradient through the whole last cycle (its ``L_cycles`` L-updates and the
+    H-update) instead of HRM's last step. ``H_layers`` is not used.
     """
 
     def __init__(self, config: HRMConfig) -> None:

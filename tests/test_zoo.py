@@ -110,6 +110,10 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
         after = float(r["success_after"])
         shown = "–" if after != after else f"{after:.2f}"
         assert f"| {r['variant']} | 1 | {r['intervention']} | {shown} [{shown}, {shown}] |" in pooled
+    # --seeds K: only each variant's seeds 0 .. K-1 (here the carry agent, seed 0)
+    assert paper.main(["--zoo", str(zoo), "--episodes", "2", "--seeds", "1", "--out", str(tmp_path / "seed0")]) == 0
+    with (tmp_path / "seed0" / "DynamicMaze-v0" / "replanning.csv").open() as f:
+        assert sorted({r["agent"] for r in csv.DictReader(f)}) == ["BFS oracle", "DynamicMaze-v0__carry-full__0"]
     capsys.readouterr()
     assert paper.main(["--zoo", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: no agents")
