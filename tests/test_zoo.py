@@ -22,8 +22,8 @@ def zoo_module():
     return module
 
 
-@pytest.mark.parametrize("folder", [ZOO, ZOO / "matched", ZOO / "cores" / "transformer"],
-                         ids=["zoo", "matched", "transformer"])
+@pytest.mark.parametrize("folder", [ZOO, ZOO / "matched", ZOO / "cores" / "transformer", ZOO / "cores" / "trm"],
+                         ids=["zoo", "matched", "transformer", "trm"])
 def test_every_committed_agent_loads_and_plays(folder, capsys):
     zoo = zoo_module()
     rows = zoo.read_manifest(folder)
