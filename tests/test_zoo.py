@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
 
+from test_analysis import command
 from test_train_cli import TINY_ARGS, run
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "analysis" / "agents"
 
 
-def zoo_module():
-    spec = importlib.util.spec_from_file_location("analysis_zoo", ROOT / "analysis" / "zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("folder", [ZOO, ZOO / "matched", ZOO / "cores" / "transformer", ZOO / "cores" / "trm"],
                          ids=["zoo", "matched", "transformer", "trm"])
 def test_every_committed_agent_loads_and_plays(folder, capsys):
-    zoo = zoo_module()
+    zoo = command("zoo")
     rows = zoo.read_manifest(folder)
     assert rows, f"{folder / 'manifest.csv'} lists no agents"
     assert zoo.main(["--zoo", str(folder), "check", "--episodes", "2"]) == 0
@@ -46,7 +39,7 @@ def test_add_copies_the_model_plays_the_test_set_and_records_the_command(tmp_pat
                  str(run_dir), "--total-steps", "100", "--set=eval_freq=0", "--set=checkpoint_freq=0", *TINY_ARGS)
     assert result.returncode == 0, result.stderr
     zoo, results = tmp_path / "zoo", tmp_path / "test.csv"
-    module = zoo_module()
+    module = command("zoo")
     argv = ["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results), "--commit", "abc"]
     assert module.main(argv) == 0
     (row,) = module.read_manifest(zoo)
@@ -83,10 +76,8 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
                      "--run-dir", str(run_dir), "--total-steps", "100", "--set=eval_freq=50", "--set=eval_episodes=8",
                      "--set=checkpoint_freq=0", "--set=carry=full", "--set=save_eval_models=true", *TINY_ARGS)
         assert result.returncode == 0, result.stderr
-        assert zoo_module().main(["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results)]) == 0
-    spec = importlib.util.spec_from_file_location("analysis_paper", ROOT / "analysis" / "paper_questions.py")
-    paper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paper)
+        assert command("zoo").main(["--zoo", str(zoo), "add", str(run_dir), "--test-results", str(results)]) == 0
+    paper = command("paper_questions")
     out = tmp_path / "paper"
     assert paper.main(["--zoo", str(zoo), "--episodes", "4", "--out", str(out)]) == 0
     env_out = out / "DynamicMaze-v0"
@@ -120,7 +111,7 @@ def test_paper_questions_tabulate_latents_and_replanning_of_every_agent(tmp_path
 
     # matched competence: the carry run's model at the first evaluation to reach reset z's test success
     matched = tmp_path / "matched"
-    module = zoo_module()
+    module = command("zoo")
     argv = ["--zoo", str(zoo), "match", str(tmp_path / "carry"), "--matched", str(matched),
             "--test-results", str(results)]
     rows = module.read_manifest(zoo)
