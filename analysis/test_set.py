@@ -16,7 +16,10 @@ and kept as one row of the results file, with every episode's outcome; a source
 already there (same model file contents, same label) is not played again, so the
 command accumulates results across sessions. ``--label`` names the group a source
 belongs to (default: ``carry z (token)``, ``carry z (full)``, ``reset z``, the SB3
-algorithm, ``oracle``).
+algorithm, ``oracle``). A model file copied out of its run (the zoo's) does not know
+its training; ``--trained-by RUN_DIR`` names the run directory it came from, whose
+budget, validation steps to 90 % and wall-clock then fill its row (also of a row
+already there).
 
 Writes ``{results stem}.md`` beside the results file, per env: each group's test
 success as the mean over seeds with its 95 % interval over seeds (t) and, beside it,
@@ -111,12 +114,13 @@ def training_record(source: str) -> dict[str, Any]:
             "wall_clock_s": data.get("wall_clock_s", "")}
 
 
-def play(source: str, policy: Any, row: dict[str, Any], episodes: int) -> dict[str, Any]:
-    """One results row: ``policy`` (of ``source``, identified by ``row``) played on the first ``episodes``
-    episodes of the test set."""
+def play(source: str, policy: Any, row: dict[str, Any], episodes: int, trained_by: str | None = None
+         ) -> dict[str, Any]:
+    """One results row: ``policy`` (of ``source``, identified by ``row``, trained by the run directory
+    ``trained_by``, default ``source``) played on the first ``episodes`` episodes of the test set."""
     result = evaluate(policy, episodes, seed=TEST_SEED)
     summary = result.summary()
-    return {**row, **training_record(source), "episodes": episodes,
+    return {**row, **training_record(trained_by or source), "episodes": episodes,
             "test_seed": TEST_SEED, "success": summary["success_rate"], "path_efficiency": summary["path_efficiency"],
             "mean_ep_length": summary["mean_ep_length"], "source": source,
             "outcomes": np.packbits(result.success.astype(np.uint8)).tobytes().hex()}
@@ -184,12 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", help="the group the sources belong to in the table (default: by variant)")
     parser.add_argument("--episodes", type=int, default=TEST_EPISODES,
                         help=f"the first N test episodes (default {TEST_EPISODES}; fewer only for a quick look)")
+    parser.add_argument("--trained-by", metavar="RUN_DIR",
+                        help="the training run directory of the one model-file source (its budget, validation "
+                             "steps to 90 %% and wall-clock go in the row)")
     args = parser.parse_args(argv)
     if not 1 <= args.episodes <= TEST_EPISODES:
         parser.error(f"--episodes must be between 1 and {TEST_EPISODES}")
+    if args.trained_by and len(args.sources) != 1:
+        parser.error("--trained-by names the run of exactly one source")
     try:
+        if args.trained_by and not (Path(args.trained_by) / "summary.json").is_file():
+            raise UsageError(f"{args.trained_by} has no summary.json (not a finished training run)")
         rows = read_csv(args.results)
-        done = {(r["fingerprint"], r["label"], r["episodes"]) for r in rows}
+        done = {(r["fingerprint"], r["label"], r["episodes"]): r for r in rows}
         for source in args.sources:
             if not source.startswith("oracle:") and not Path(source).exists():
                 raise UsageError(f"no such run directory or model file: {source}")
@@ -197,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             row["label"] = args.label or row["label"]
             key = (row["fingerprint"], row["label"], str(args.episodes))
             if key in done:
-                print(f"{source}: already in {args.results}")
+                if args.trained_by:
+                    done[key].update(training_record(args.trained_by))
+                    write_csv(args.results, FIELDS, rows)
+                print(f"{source}: already in {args.results}" + (
+                    f" (training record from {args.trained_by})" if args.trained_by else ""))
                 continue
-            row = play(source, policy, row, args.episodes)
+            row = play(source, policy, row, args.episodes, args.trained_by)
             rows.append(row)
-            done.add(key)
+            done[key] = row
             write_csv(args.results, FIELDS, rows)
             print(f"{source}: {row['env']} {row['label']} seed {row['seed']}: test success {row['success']:.3f}")
         if not rows:

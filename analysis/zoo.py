@@ -11,7 +11,8 @@ results on them in minutes, without training. An agent is the file
 tens of KB), named ``{env}__{variant}__{seed}.pt`` (variant ``carry-full``,
 ``carry-token`` or ``reset``), loadable with ``HRMAgent.load``. Adding one plays it
 on the test set (``analysis/test_set.py``, results in
-``analysis/results/test_set_agents.csv``) and writes its row of
+``analysis/results/test_set_agents.csv``, with the run's validation steps to 90 %)
+and writes its row of
 ``analysis/agents/manifest.csv``: env, variant, seed, env steps trained,
 test-set success, training minutes, the commit it was added at, the command that
 trains it again (the train flags and every ``--set`` where its config differs from
@@ -112,12 +113,13 @@ def add(run_dir: Path, zoo: Path, test_results: Path, commit: str) -> dict[str, 
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot read {run_dir}: {err}") from None
     return add_model(model_file, int(summary["total_steps"]), round(float(summary["wall_clock_s"]) / 60, 1),
-                     zoo, test_results, commit)
+                     zoo, test_results, commit, trained_by=run_dir)
 
 
 def add_model(model_file: Path, env_steps: int, minutes: float | str, zoo: Path, test_results: Path, commit: str,
-              label: str | None = None) -> dict[str, Any]:
-    """Copy the agent of ``model_file`` into ``zoo``, play it on the test set (as ``label``), return its row."""
+              label: str | None = None, trained_by: Path | None = None) -> dict[str, Any]:
+    """Copy the agent of ``model_file`` into ``zoo``, play it on the test set (as ``label``; its training record
+    from the run directory ``trained_by``), return its row."""
     from hrm_agent.agent import HRMAgent
     from hrm_agent.checkpoint import CheckpointError
 
@@ -130,7 +132,8 @@ def add_model(model_file: Path, env_steps: int, minutes: float | str, zoo: Path,
     agent.save(target)  # the model file: resolved config and online weights only
 
     test_set = test_set_module()
-    if test_set.main([str(target), "--results", str(test_results), *(["--label", label] if label else [])]) != 0:
+    if test_set.main([str(target), "--results", str(test_results), *(["--label", label] if label else []),
+                      *(["--trained-by", str(trained_by)] if trained_by else [])]) != 0:
         raise UsageError(f"could not play {target} on the test set")
     fingerprint = test_set.fingerprint(target)
     (row,) = [r for r in read_csv(test_results)

@@ -458,6 +458,20 @@ def test_test_set_plays_each_agent_once_and_tabulates_paired_differences(runs, t
     assert command("test_set").main([str(tmp_path / "nowhere"), "--results", str(results)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no such run directory") and len(err.strip().splitlines()) == 1
+    # a model file alone does not know its training; --trained-by fills the row, also one already there
+    model, quick = str(runs["carry"] / "final_model.pt"), ["--results", str(results), "--episodes", "7"]
+    assert command("test_set").main([model, *quick]) == 0
+    assert [r["train_steps"] for r in read_csv(results) if r["episodes"] == "7"] == [""]
+    assert command("test_set").main([model, *quick, "--trained-by", str(runs["carry"])]) == 0
+    assert [r["train_steps"] for r in read_csv(results) if r["episodes"] == "7"] == ["200"]
+    assert len(read_csv(results)) == 5
+    capsys.readouterr()
+    assert command("test_set").main([model, *quick, "--trained-by", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a finished training run" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        command("test_set").main([model, model, *quick, "--trained-by", str(runs["carry"])])
+    assert exit_info.value.code == 2
     help_text = run(str(ANALYSIS / "test_set.py"), "--help", timeout=30)
     assert help_text.returncode == 0 and "usage: python analysis/test_set.py" in help_text.stdout
 

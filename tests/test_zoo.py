@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
 
+from hrm_agent.experiments.store import read_csv
 from test_analysis import command
 from test_train_cli import TINY_ARGS, run
 
@@ -57,6 +59,11 @@ def test_add_copies_the_model_plays_the_test_set_and_records_the_command(tmp_pat
         **agent.config.model_dump(), "total_steps": resolve_config("DynamicMaze-v0").total_steps}
     assert float(row["test_success"]) == float(module.read_manifest(zoo)[0]["test_success"])
     assert len((results).read_text().strip().splitlines()) == 2
+    # the test-set row carries the run's training record, which the copied model file does not know
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (played,) = read_csv(results)
+    assert (played["train_steps"], played["wall_clock_s"]) == (str(summary["total_steps"]),
+                                                                str(summary["wall_clock_s"]))
     # adding it again replaces its row; a directory that is no run is one line and exit code 2
     assert module.main(argv) == 0 and len(module.read_manifest(zoo)) == 1
     capsys.readouterr()
