@@ -16,6 +16,7 @@ import pytest
 
 from hrm_agent import analysis
 from hrm_agent.experiments.stats import mean_ci
+from hrm_agent.experiments.store import read_csv
 from hrm_agent.latents import Latents, load
 from hrm_agent.runs import UsageError
 
@@ -222,13 +223,6 @@ def command(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def assert_figure(out: Path, name: str) -> list[dict[str, str]]:
